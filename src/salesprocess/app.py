@@ -1,0 +1,283 @@
+"""The plugin shell: :class:`SalesProcess` owns one pluggy ``PluginManager``.
+
+It is the only place hooks fire. It registers the first-party plugins, loads the ``salesprocess``
+entry-point group only when asked, blocks plugins by name, and runs ``check_pending()`` so a
+misspelt hook implementation fails loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, PluginValidationError, Problem, TransitionNotAllowed
+from .guards import GuardRegistry, builtin_registry
+from .model import Deal, EventSource
+from .process import Process
+
+__all__ = ["AdapterSpec", "SalesProcess"]
+
+ADAPTER_KINDS = ("store", "crm", "notifier")
+
+
+@attrs.frozen
+class AdapterSpec:
+    kind: str
+    name: str
+    factory: Callable[..., Any] = attrs.field(eq=False)
+    description: str = ""
+    plugin: str | None = None
+
+
+class _ShippedProcesses:
+    """First-party plugin: contributes the shipped processes."""
+
+    @hookspecs.hookimpl
+    def salesprocess_register_processes(self, register: Callable[..., None]) -> None:
+        from . import processes
+
+        for key in processes.SHIPPED:
+            register(key, lambda guards, k=key: processes.load(k, guards=guards))
+
+
+class SalesProcess:
+    """The plugin shell. Create one per application (there is no global plugin manager).
+
+    :param plugins: plugin objects or modules to register.
+    :param load_entrypoints: also load plugins from the ``salesprocess`` entry-point group.
+    :param block: plugin names never to register (entry points included).
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entrypoints: bool = False,
+        block: Iterable[str] = (),
+    ) -> None:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        self.pm = pm
+        for name in block:
+            pm.set_blocked(name)
+        self.register(_ShippedProcesses(), name="salesprocess.processes")
+        self._register_first_party()
+        for p in plugins:
+            self.register(p)
+        if load_entrypoints:
+            try:
+                pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            except Exception as e:  # an entry point that fails to import
+                raise PluginError(f"could not load a salesprocess entry point: {e}") from e
+            self._changed()
+        pm.check_pending()
+
+    def _register_first_party(self) -> None:
+        try:
+            from salesprocess_adapters import FIRST_PARTY
+        except ImportError:  # pragma: no cover - adapters ship in the same wheel
+            return
+        import importlib
+
+        for modname in FIRST_PARTY:
+            if self.pm.is_blocked(modname):
+                continue
+            self.register(importlib.import_module(modname), name=modname)
+
+    # --- registration ----------------------------------------------------------------------------
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a plugin; returns its name, or ``None`` if it is blocked."""
+        try:
+            n = self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            if name is not None or plugin is not None:
+                try:
+                    self.pm.unregister(plugin)
+                except Exception:
+                    pass
+            raise PluginValidationError(str(e), plugin=name or getattr(plugin, "__name__", None)) from e
+        except ValueError as e:
+            raise PluginError(str(e), plugin=name) from e
+        self._changed()
+        return n
+
+    def unregister(self, plugin: object = None, name: str | None = None) -> None:
+        self.pm.unregister(plugin, name=name)
+        self._changed()
+
+    def plugin_names(self) -> list[str]:
+        return sorted(n for n, p in self.pm.list_name_plugin() if p is not None)
+
+    def _changed(self) -> None:
+        h = self.pm.hook
+        self._has_before = bool(h.salesprocess_before_transition.get_hookimpls())
+        self._has_after = bool(h.salesprocess_after_transition.get_hookimpls())
+        self._has_saved = bool(h.salesprocess_deal_saved.get_hookimpls())
+        self._guards: GuardRegistry | None = None
+        self._adapters: dict[tuple[str, str], AdapterSpec] | None = None
+        self._processes: dict[str, Callable[[GuardRegistry], Process]] | None = None
+
+    # --- contributions ---------------------------------------------------------------------------
+    @property
+    def guards(self) -> GuardRegistry:
+        """Built-in guards plus every plugin's."""
+        if self._guards is None:
+            reg = builtin_registry()
+            for impl in self.pm.hook.salesprocess_register_guards.get_hookimpls():
+                def register(name: str, func: Any, description: str = "", _p: str = impl.plugin_name) -> None:
+                    reg.register(name, func, description, plugin=_p)
+
+                impl.function(register=register)
+            self._guards = reg
+        return self._guards
+
+    def adapters(self, kind: str | None = None) -> dict[tuple[str, str], AdapterSpec]:
+        """Adapters by (kind, name), optionally of one kind."""
+        if self._adapters is None:
+            found: dict[tuple[str, str], AdapterSpec] = {}
+            for impl in self.pm.hook.salesprocess_register_adapters.get_hookimpls():
+                def register(
+                    kind_: str, name: str, factory: Any, description: str = "", _p: str = impl.plugin_name
+                ) -> None:
+                    if kind_ not in ADAPTER_KINDS:
+                        raise PluginValidationError(
+                            f"adapter kind must be one of {ADAPTER_KINDS}, got {kind_!r}",
+                            plugin=_p, hook="salesprocess_register_adapters",
+                        )
+                    if not callable(factory):
+                        raise PluginValidationError(
+                            f"adapter {kind_}/{name} factory is not callable",
+                            plugin=_p, hook="salesprocess_register_adapters",
+                        )
+                    if (kind_, name) in found:
+                        raise PluginValidationError(
+                            f"adapter {kind_}/{name} registered twice (by {found[(kind_, name)].plugin} and {_p})",
+                            plugin=_p, hook="salesprocess_register_adapters",
+                        )
+                    found[(kind_, name)] = AdapterSpec(kind_, name, factory, description, _p)
+
+                impl.function(register=register)
+            self._adapters = found
+        if kind is None:
+            return dict(self._adapters)
+        return {k: v for k, v in self._adapters.items() if k[0] == kind}
+
+    def adapter(self, kind: str, name: str) -> AdapterSpec:
+        try:
+            return self.adapters()[(kind, name)]
+        except KeyError:
+            have = ", ".join(sorted(n for k, n in self.adapters() if k == kind)) or "none"
+            raise PluginError(f"no {kind} adapter named {name!r} (registered: {have})") from None
+
+    def open_store(self, url: str | Path, **options: Any) -> Any:
+        """Open a store by URL: a SQLite path (``x.sqlite``, ``sqlite:///x.db``), ``postgresql://…``
+        or ``memory:``; the scheme picks the store adapter."""
+        s = str(url)
+        if s in ("memory:", ":memory:") or s.startswith("memory:"):
+            scheme = "memory"
+        elif "://" in s:
+            scheme = s.split("://", 1)[0]
+            scheme = {"postgres": "postgresql", "sqlite3": "sqlite"}.get(scheme, scheme)
+        else:
+            scheme = "sqlite"
+        return self.adapter("store", scheme).factory(s, app=self, **options)
+
+    def process_keys(self) -> list[str]:
+        return sorted(self._process_loaders())
+
+    def _process_loaders(self) -> dict[str, Callable[[GuardRegistry], Process]]:
+        if self._processes is None:
+            found: dict[str, Callable[[GuardRegistry], Process]] = {}
+            for impl in self.pm.hook.salesprocess_register_processes.get_hookimpls():
+                def register(key: str, loader: Any, _p: str = impl.plugin_name) -> None:
+                    if key in found:
+                        raise PluginValidationError(f"process {key!r} registered twice", plugin=_p)
+                    found[key] = loader
+
+                impl.function(register=register)
+            self._processes = found
+        return self._processes
+
+    def process(self, key: str) -> Process:
+        """A contributed process by key (``b2b``, ``saas``, or a plugin's)."""
+        loaders = self._process_loaders()
+        if key not in loaders:
+            raise PluginError(f"no process {key!r} (available: {', '.join(sorted(loaders))})")
+        p = loaders[key](self.guards)
+        if not isinstance(p, Process):
+            raise PluginValidationError(f"process loader for {key!r} returned {type(p).__name__}")
+        return p
+
+    def process_from_toml(self, text_or_path: str | Path) -> Process:
+        """Load a process with this shell's guards (built-in and plugins')."""
+        return Process.from_toml(text_or_path, guards=self.guards)
+
+    def process_from_dict(self, data: dict[str, Any]) -> Process:
+        return Process.from_dict(data, guards=self.guards)
+
+    def load_process(self, ref: str | Path) -> Process:
+        """A contributed process key or a path to a process TOML file."""
+        s = str(ref)
+        if s in self._process_loaders():
+            return self.process(s)
+        return self.process_from_toml(Path(s))
+
+    # --- the machine with hooks -------------------------------------------------------------------
+    def advance(
+        self,
+        process: Process,
+        deal: Deal,
+        to: str,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str | None = None,
+        source: EventSource = EventSource.USER,
+        activities: Sequence[Any] = (),
+    ) -> Deal:
+        """:meth:`Process.advance` plus the ``before_transition`` veto and ``after_transition``
+        notification hooks. With no plugin implementing them, it costs one attribute check each."""
+        after = process.advance(
+            deal, to, at=at, actor=actor, reason=reason, source=source, activities=activities
+        )
+        if self._has_before:
+            vetoes = [
+                v
+                for v in self.pm.hook.salesprocess_before_transition(
+                    process=process, deal=deal, target=to, at=at, actor=actor, reason=reason
+                )
+                if v
+            ]
+            if vetoes:
+                raise TransitionNotAllowed(
+                    deal.id, deal.stage, to, [Problem("veto", "veto", str(v)) for v in vetoes]
+                )
+        if self._has_after:
+            self.pm.hook.salesprocess_after_transition(
+                process=process, before=deal, after=after, events=after.events_since(deal)
+            )
+        return after
+
+    def check(self, process: Process, deal: Deal, to: str, **kw: Any) -> list[Problem]:
+        """:meth:`Process.check` plus plugin vetoes (as problems with code ``veto``)."""
+        probs = process.check(deal, to, **kw)
+        if self._has_before:
+            at = kw.get("at") or deal.updated_at
+            for v in self.pm.hook.salesprocess_before_transition(
+                process=process, deal=deal, target=to, at=at, actor=kw.get("actor", ""),
+                reason=kw.get("reason"),
+            ):
+                if v:
+                    probs.append(Problem("veto", "veto", str(v)))
+        return probs
+
+    def notify_saved(self, deal: Deal, events: Sequence[Any], store: Any) -> None:
+        if self._has_saved:
+            self.pm.hook.salesprocess_deal_saved(deal=deal, events=events, store=store)

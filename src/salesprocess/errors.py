@@ -1,0 +1,274 @@
+"""The exception tree of salesprocess.
+
+Every error the library raises on purpose derives from :class:`SalesProcessError`. Where a caller
+would naturally catch a builtin, the error refines it too (``CurrencyMismatchError`` is a
+``ValueError``), so ``except ValueError`` keeps working. Messages read well on their own; the data
+behind them sits in attributes so programs never parse messages.
+
+::
+
+    SalesProcessError
+    ├── DefinitionError (ValueError)          a process/plan/rule definition is invalid
+    │   └── ProcessFileError                  ... and it came from a file (path, line)
+    ├── DomainError (ValueError)              a value or operation breaks a domain rule
+    │   ├── CurrencyMismatchError             Money of two currencies combined
+    │   ├── InvalidMoneyError (TypeError)     float/bool/NaN/Infinity where money belongs
+    │   ├── NaiveDatetimeError                a datetime without a timezone
+    │   ├── PeriodError                       an unparseable or inconsistent period
+    │   ├── TransitionNotAllowed              a deal cannot move to the requested stage
+    │   ├── ReplayError                       an event history that does not replay
+    │   └── MigrationError                    in-flight deals cannot follow a process change
+    ├── PluginError                           a plugin misbehaved or could not be loaded
+    │   └── PluginValidationError             a plugin returned something invalid
+    ├── StoreError                            persistence failed
+    │   ├── NotFoundError (KeyError)          no record with that id
+    │   ├── ConflictError                     optimistic concurrency: a stale version was written
+    │   └── SchemaError                       the store's schema is newer/unknown
+    ├── ImportDataError                       a batch import found bad rows (carries the report)
+    └── AdapterError                          a CRM/notifier adapter failed (vendor code, request id)
+
+``InvalidMoneyError`` is raised as ``TypeError`` for wrong types (float, bool) and as ``ValueError``
+for wrong values (NaN, Infinity): it subclasses both so either ``except`` catches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "AdapterError",
+    "ConflictError",
+    "CurrencyMismatchError",
+    "DefinitionError",
+    "DomainError",
+    "ImportDataError",
+    "InvalidMoneyError",
+    "MigrationError",
+    "NaiveDatetimeError",
+    "NotFoundError",
+    "PeriodError",
+    "PluginError",
+    "PluginValidationError",
+    "Problem",
+    "ProcessFileError",
+    "ReplayError",
+    "SalesProcessError",
+    "SchemaError",
+    "StoreError",
+    "TransitionNotAllowed",
+]
+
+
+class SalesProcessError(Exception):
+    """Base of every error raised on purpose by salesprocess."""
+
+
+class Problem:
+    """One finding of a validation: where (a path such as ``stages[3].probability``) and what.
+
+    Problems are data: batch validations return all of them at once.
+    """
+
+    __slots__ = ("code", "message", "path")
+
+    def __init__(self, path: str, code: str, message: str) -> None:
+        self.path = path
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"Problem({self.path!r}, {self.code!r}, {self.message!r})"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Problem):
+            return NotImplemented
+        return (self.path, self.code, self.message) == (other.path, other.code, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.code, self.message))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "code": self.code, "message": self.message}
+
+
+class DefinitionError(SalesProcessError, ValueError):
+    """A definition (process, plan, rule set) is invalid; ``problems`` lists every finding."""
+
+    def __init__(self, problems: Sequence[Problem], *, source: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        lines = "; ".join(str(p) for p in self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        super().__init__(f"{where}{len(self.problems)} problem(s): {lines}{more}")
+
+
+class ProcessFileError(DefinitionError):
+    """A process file could not be read or parsed: ``path``, ``line`` and ``column`` say where."""
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        problems: Sequence[Problem] = (),
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        where = path + (f":{line}" if line is not None else "") + (
+            f":{column}" if column is not None else ""
+        )
+        probs = tuple(problems) or (Problem("", "parse", message),)
+        super().__init__(probs, source=where)
+
+
+class DomainError(SalesProcessError, ValueError):
+    """A value or operation breaks a rule of the domain."""
+
+
+class CurrencyMismatchError(DomainError):
+    """Two amounts in different currencies were combined."""
+
+    def __init__(self, left: str, right: str, operation: str = "combine") -> None:
+        self.left = left
+        self.right = right
+        self.operation = operation
+        super().__init__(f"cannot {operation} {left} and {right}: currencies differ")
+
+
+class InvalidMoneyError(DomainError, TypeError):
+    """A float, bool, NaN or Infinity (or another non-decimal value) was given as money."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid money amount {value!r}: {reason}")
+
+
+class NaiveDatetimeError(DomainError):
+    """A datetime without timezone was given where an instant is required."""
+
+    def __init__(self, field: str, value: object) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"{field}: datetime {value!r} has no timezone; pass an aware datetime")
+
+
+class PeriodError(DomainError):
+    """A period label could not be parsed, or a period is inconsistent."""
+
+    def __init__(self, message: str, *, label: str | None = None) -> None:
+        self.label = label
+        super().__init__(message)
+
+
+class TransitionNotAllowed(DomainError):
+    """A deal cannot move to the requested stage.
+
+    ``unmet`` holds every unmet criterion (never just the first), as :class:`Problem` values whose
+    ``code`` names the criterion kind (``transition``, ``field``, ``activity``, ``checklist``,
+    ``guard``, ``closed``, ``veto``).
+    """
+
+    def __init__(self, deal_id: str, source: str, target: str, unmet: Sequence[Problem]) -> None:
+        self.deal_id = deal_id
+        self.source = source
+        self.target = target
+        self.unmet: tuple[Problem, ...] = tuple(unmet)
+        reasons = "; ".join(p.message for p in self.unmet)
+        super().__init__(f"deal {deal_id} cannot move {source} → {target}: {reasons}")
+
+
+class ReplayError(DomainError):
+    """An event history is inconsistent (wrong deal, out of order, or does not start with creation)."""
+
+    def __init__(self, deal_id: str, index: int, message: str) -> None:
+        self.deal_id = deal_id
+        self.index = index
+        super().__init__(f"deal {deal_id}, event {index}: {message}")
+
+
+class MigrationError(DomainError):
+    """Deals could not be migrated between process versions; ``problems`` lists each deal."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class PluginError(SalesProcessError):
+    """A plugin could not be loaded, registered or called."""
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        self.plugin = plugin
+        super().__init__(message)
+
+
+class PluginValidationError(PluginError, ValueError):
+    """A plugin returned a value that breaks the contract of its hook."""
+
+    def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None) -> None:
+        self.hook = hook
+        super().__init__(message, plugin=plugin)
+
+
+class StoreError(SalesProcessError):
+    """A store failed to read or write."""
+
+
+class NotFoundError(StoreError, KeyError):
+    """No record of ``kind`` with ``key`` exists."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"no {kind} with id {key!r}")
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
+        return f"no {self.kind} with id {self.key!r}"
+
+
+class ConflictError(StoreError):
+    """A writer held a stale version: nothing was written."""
+
+    def __init__(self, kind: str, key: object, expected: int, actual: int | None) -> None:
+        self.kind = kind
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{kind} {key!r}: expected version {expected}, store has {actual}; reload and retry"
+        )
+
+
+class SchemaError(StoreError):
+    """The store's schema is of an unknown (newer) version or could not be migrated."""
+
+
+class ImportDataError(SalesProcessError):
+    """A batch import found bad input; ``report`` holds every bad row (file, line, column, reason)."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+class AdapterError(SalesProcessError):
+    """An adapter (CRM connector, notifier) failed.
+
+    ``vendor_code`` is the vendor's own error code and ``request_id`` its correlation id, when known.
+    """
+
+    def __init__(
+        self, message: str, *, vendor_code: str | None = None, request_id: str | None = None
+    ) -> None:
+        self.vendor_code = vendor_code
+        self.request_id = request_id
+        super().__init__(message)

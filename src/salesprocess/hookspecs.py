@@ -1,0 +1,151 @@
+"""The whole plugin contract of salesprocess.
+
+Every hook is named ``salesprocess_<what>``, lives here, and is documented: parameters, return
+value, and when it fires. Plugins implement hooks with :data:`salesprocess.hookimpl` and are
+registered on a :class:`salesprocess.SalesProcess` (directly, or through the ``salesprocess``
+entry-point group when the shell is created with ``load_entrypoints=True``). Hooks fire only in
+the shell; the calculators stay pure.
+
+Contribution hooks receive a ``register`` callback (the ``register_models(register)`` pattern): the
+plugin calls it once per contribution and the host validates and collects what it gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .model import Deal, DealEvent
+    from .process import Process
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "salesprocess"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def salesprocess_register_guards(register: Callable[..., None]) -> None:
+    """Contribute named guards for process entry/exit criteria and transitions.
+
+    Call ``register(name, func, description="")`` once per guard. ``func(deal, move)`` returns
+    ``None`` when the move may happen, else a one-sentence reason; it must have no side effects.
+    ``name`` must be an identifier and unique across plugins.
+
+    Fires once, when a :class:`~salesprocess.SalesProcess` first builds its guard registry (and
+    again after plugins are registered or unregistered).
+
+    :param register: the callback collecting guards.
+    :returns: nothing; contributions go through ``register``.
+    """
+
+
+@hookspec
+def salesprocess_register_adapters(register: Callable[..., None]) -> None:
+    """Contribute adapters: stores, CRM connectors, notifiers.
+
+    Call ``register(kind, name, factory, description="")`` where ``kind`` is ``"store"``,
+    ``"crm"`` or ``"notifier"``. For stores, ``factory(url: str, **options)`` opens a store for a
+    URL whose scheme is ``name`` (e.g. ``sqlite``, ``postgresql``); for CRM connectors,
+    ``factory(config: Mapping, **options)``; for notifiers, ``factory(config: Mapping)``. Factories
+    import heavy SDKs lazily and name the extra to install when one is missing.
+
+    Fires when the shell first looks an adapter up.
+
+    :param register: the callback collecting adapters.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_register_processes(register: Callable[..., None]) -> None:
+    """Contribute ready-made processes.
+
+    Call ``register(key, loader)`` where ``loader(guards)`` returns a :class:`Process`. The shipped
+    ``b2b`` and ``saas`` processes come through this hook from a first-party plugin.
+
+    :param register: the callback collecting process loaders.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_register_kpis(register: Callable[..., None]) -> None:
+    """Contribute KPIs to the KPI registry.
+
+    Call ``register(kpi)`` with a KPI definition object (name, definition, unit, direction and a
+    calculator). Names must be unique snake_case.
+
+    Fires when the shell first builds its KPI registry.
+
+    :param register: the callback collecting KPIs.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_register_risk_signals(register: Callable[..., None]) -> None:
+    """Contribute deal or customer risk signals.
+
+    Call ``register(name, func, description="", applies_to="deal")``; ``func(subject, context)``
+    returns ``None`` or a finding with a severity in [0, 1] and a one-sentence explanation.
+
+    :param register: the callback collecting risk signals.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_before_transition(
+    process: Process, deal: Deal, target: str, at: datetime, actor: str, reason: str | None
+) -> str | None:
+    """Veto a stage move before it happens.
+
+    Fires in :meth:`SalesProcess.advance` after the process's own criteria passed and before the
+    new deal is returned. Every implementation is called; each non-``None`` return is a veto reason,
+    and any veto raises :class:`~salesprocess.errors.TransitionNotAllowed` carrying all reasons
+    (code ``veto``). Implementations must not change anything.
+
+    :param process: the process the deal follows.
+    :param deal: the deal before the move.
+    :param target: the requested stage key.
+    :param at: the instant of the move (timezone-aware).
+    :param actor: who asked for the move.
+    :param reason: the reason given, if any.
+    :returns: ``None`` to allow, or a one-sentence reason to veto.
+    """
+
+
+@hookspec
+def salesprocess_after_transition(
+    process: Process, before: Deal, after: Deal, events: Sequence[DealEvent]
+) -> None:
+    """Be told about a completed stage move (notifications, automation, audit).
+
+    Fires in :meth:`SalesProcess.advance` after the move succeeded, once per move. Exceptions
+    raised here propagate to the caller: a listener that must not fail should catch its own errors.
+
+    :param process: the process the deal follows.
+    :param before: the deal before the move.
+    :param after: the deal after the move.
+    :param events: the events the move appended (usually one).
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_deal_saved(deal: Deal, events: Sequence[DealEvent], store: Any) -> None:
+    """Be told that a store committed new events of a deal.
+
+    Fires from :meth:`SalesProcess.save_deal` after the transaction committed.
+
+    :param deal: the saved deal.
+    :param events: the events that were new in this save.
+    :param store: the store that saved it.
+    :returns: nothing.
+    """

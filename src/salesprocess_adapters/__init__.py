@@ -1,0 +1,9 @@
+"""First-party adapters for salesprocess: stores, import/export, CRM connectors, notifiers.
+
+Each module is a plugin registered by :class:`salesprocess.SalesProcess`; heavy dependencies are
+imported inside factories so importing a plugin module stays cheap.
+"""
+
+from __future__ import annotations
+
+FIRST_PARTY: tuple[str, ...] = ("salesprocess_adapters.memory",)
