@@ -7,7 +7,7 @@ problems. Hooks (vetoes, notifications) fire only in :class:`salesprocess.SalesP
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .errors import DomainError, MigrationError, Problem, TransitionNotAllowed
@@ -97,6 +97,8 @@ def check(
 ) -> list[Problem]:
     """Every unmet criterion for the move; empty when it is allowed. Never raises for unmet criteria."""
     _check_deal(process, deal)
+    if at is not None:
+        require_aware(at, "at")
     edge = process._edges.get((deal.stage, to))
     if edge is None:
         return _missing_edge(process, deal, to)
@@ -109,6 +111,8 @@ def allowed_targets(
 ) -> list[str]:
     """Stages the deal may move to now, in process order."""
     _check_deal(process, deal)
+    if at is not None:
+        require_aware(at, "at")
     when = at if at is not None else deal.updated_at
     out = []
     for to in process.graph_targets(deal.stage):
@@ -137,10 +141,9 @@ def advance(
     """
     if deal.process != process.key:
         _check_deal(process, deal)
-    if at.tzinfo is None:
-        require_aware(at, "at")
+    require_aware(at, "at")
     last = deal.events[-1].at
-    if at < last:
+    if at.astimezone(UTC) < last.astimezone(UTC):
         raise DomainError(
             f"deal {deal.id}: move at {at.isoformat()} is earlier than its last change at {last.isoformat()}"
         )
@@ -177,8 +180,8 @@ def advance(
     }
     if status is DealStatus.LOST and reason is not None:
         changes["lost_reason"] = reason
-    elif deal.status is DealStatus.LOST and status is DealStatus.OPEN:
-        changes["lost_reason"] = None
+    elif deal.status is not DealStatus.OPEN and status is DealStatus.OPEN:
+        changes["lost_reason"] = None  # a reopen clears it, as DealReopened does on replay
     return deal._with(deal.events + (ev,), **changes)
 
 
@@ -207,8 +210,6 @@ def migrate_deals(
             problems.append(Problem(f"mapping.{src}", "unknown_stage", f"{src!r} is not a stage of version {old.version}"))
         if not new.has_stage(dst):
             problems.append(Problem(f"mapping.{src}", "unknown_stage", f"{dst!r} is not a stage of version {new.version}"))
-    if problems:
-        raise MigrationError(problems)
     out: list[Deal] = []
     for d in deals:
         if d.process != old.key or d.process_version != old.version:
@@ -220,7 +221,7 @@ def migrate_deals(
             continue
         new_kind = new.stage(target).kind
         old_kind = old.stage(d.stage).kind
-        if (new_kind is StageKind.OPEN) != (old_kind is StageKind.OPEN):
+        if new_kind is not old_kind:
             problems.append(Problem(f"deal.{d.id}", "kind", f"deal {d.id}: {d.stage!r} ({old_kind}) cannot map to {target!r} ({new_kind})"))
             continue
         out.append(

@@ -15,7 +15,7 @@ from typing import Final, SupportsIndex, Union
 
 import attrs
 
-from .errors import CurrencyMismatchError, InvalidMoneyError
+from .errors import CurrencyMismatchError, DomainError, InvalidMoneyError
 
 __all__ = [
     "CURRENCY_MINOR_UNITS",
@@ -88,12 +88,12 @@ def minor_units(currency: str) -> int:
     try:
         return CURRENCY_MINOR_UNITS[currency]
     except KeyError:
-        raise ValueError(f"unknown ISO 4217 currency code {currency!r}") from None
+        raise DomainError(f"unknown ISO 4217 currency code {currency!r}") from None
 
 
 def _check_currency(_inst: object, _attr: object, value: str) -> None:
     if value not in CURRENCY_MINOR_UNITS:
-        raise ValueError(f"unknown ISO 4217 currency code {value!r}")
+        raise DomainError(f"unknown ISO 4217 currency code {value!r}")
 
 
 def _currency(value: object) -> str:
@@ -189,7 +189,7 @@ class Money:
 
     __rmul__ = __mul__
 
-    def __truediv__(self, divisor: object) -> Money | Decimal:  # type: ignore[misc]
+    def __truediv__(self, divisor: object) -> Money | Decimal:
         """``Money / number`` is Money; ``Money / Money`` (same currency) is a plain ratio."""
         if isinstance(divisor, Money):
             self._same(divisor, "divide")
@@ -241,9 +241,7 @@ class Money:
 
 
 def _weight(w: object) -> Decimal:
-    if isinstance(w, Rate):
-        return w.value
-    d = to_decimal(w, field="weight")
+    d = w.value if isinstance(w, Rate) else to_decimal(w, field="weight")
     if d < 0:
         raise ValueError(f"weights must be non-negative, got {w!r}")
     return d
@@ -260,19 +258,31 @@ def allocate_int(total: int, weights: Sequence[NumberLike | Rate]) -> list[int]:
     ws = [_weight(w) for w in weights]
     if not ws:
         raise ValueError("allocate needs at least one weight")
-    wsum = _CTX.add(Decimal(0), sum(ws, Decimal(0)))
+    # Exact integer arithmetic: scale every weight by a common power of ten, so no rounding of
+    # the shares can ever make the parts miss the total.
+    exp = min(int(w.as_tuple().exponent) for w in ws)
+    iws = [_scaled(w, exp) for w in ws]
+    wsum = sum(iws)
     if wsum == 0:
-        ws = [Decimal(1)] * len(ws)
-        wsum = Decimal(len(ws))
+        iws = [1] * len(iws)
+        wsum = len(iws)
     sign = -1 if total < 0 else 1
     t = abs(total)
-    exact = [_CTX.divide(_CTX.multiply(Decimal(t), w), wsum) for w in ws]
-    floors = [int(e.to_integral_value(rounding=decimal.ROUND_FLOOR)) for e in exact]
+    shares = [divmod(t * w, wsum) for w in iws]
+    floors = [q for q, _ in shares]
     left = t - sum(floors)
-    order = sorted(range(len(ws)), key=lambda i: (-(exact[i] - floors[i]), i))
+    order = sorted(range(len(iws)), key=lambda i: (-shares[i][1], i))
     for i in order[:left]:
         floors[i] += 1
     return [sign * f for f in floors]
+
+
+def _scaled(w: Decimal, exp: int) -> int:
+    """``w * 10**-exp`` as an exact int (``exp`` is at most ``w``'s own exponent)."""
+    _sign, digits, e = w.as_tuple()
+    n = int("".join(map(str, digits)) or "0")
+    scale: int = 10 ** (int(e) - exp)
+    return n * scale
 
 
 def allocate(
@@ -297,6 +307,10 @@ def sum_money(items: Iterable[Money], currency: str) -> Money:
     return Money(acc, currency)
 
 
+def _rate_value(v: object) -> Decimal:
+    return to_decimal(v, field="rate")
+
+
 @attrs.frozen(order=True, repr=False)
 class Rate:
     """A ratio held as a ``Decimal`` fraction: ``Rate("0.25")`` is 25 %.
@@ -305,7 +319,7 @@ class Rate:
     other percentages, which may exceed 1.
     """
 
-    value: Decimal = attrs.field(converter=lambda v: to_decimal(v, field="rate"))
+    value: Decimal = attrs.field(converter=_rate_value)
 
     @classmethod
     def percent(cls, pct: NumberLike) -> Rate:
@@ -317,7 +331,7 @@ class Rate:
         """A rate that must lie in [0, 1]."""
         r = value if isinstance(value, Rate) else cls(value)
         if not r.is_probability():
-            raise ValueError(f"probability must be within [0, 1], got {r.value}")
+            raise DomainError(f"probability must be within [0, 1], got {r.value}")
         return r
 
     def is_probability(self) -> bool:

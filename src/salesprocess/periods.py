@@ -263,6 +263,8 @@ class Period:
             return cls.year(year)
         except ValueError as e:
             if isinstance(e, PeriodError):
+                if e.label is None:
+                    raise PeriodError(str(e), label=label) from None
                 raise
             raise PeriodError(f"bad period {label!r}: {e}", label=label) from None
 
@@ -313,8 +315,39 @@ class Period:
             yield d
             d += one
 
-    def shift(self, n: int = 1, calendar: FiscalCalendar = CALENDAR_YEAR) -> Period:
-        """The period ``n`` steps later (earlier when negative) of the same kind."""
+    def fiscal_calendar(self) -> FiscalCalendar | None:
+        """The fiscal calendar a fiscal period was built with, read back from its label and start
+        (``None`` for other kinds or labels that do not name a fiscal period)."""
+        if self.kind not in _FISCAL:
+            return None
+        m = _FISCAL_LABEL.fullmatch(self.label)
+        if m is None:
+            return None
+        fy = int(m.group("fy"))
+        q, h = m.group("q"), m.group("h")
+        offset = 3 * (int(q) - 1) if q else 6 * (int(h) - 1) if h else 0
+        year_start = self.start - relativedelta(months=offset)
+        if year_start.day != 1:
+            return None
+        if year_start.month == 1:
+            return CALENDAR_YEAR
+        if fy == year_start.year + 1:
+            return FiscalCalendar(year_start.month, "end")
+        if fy == year_start.year:
+            return FiscalCalendar(year_start.month, "start")
+        return None
+
+    def _calendar(self, calendar: FiscalCalendar | None) -> FiscalCalendar:
+        if calendar is not None:
+            return calendar
+        return self.fiscal_calendar() or CALENDAR_YEAR
+
+    def shift(self, n: int = 1, calendar: FiscalCalendar | None = None) -> Period:
+        """The period ``n`` steps later (earlier when negative) of the same kind.
+
+        Fiscal periods keep the fiscal calendar they were built with unless ``calendar`` is given.
+        """
+        calendar = self._calendar(calendar)
         k = self.kind
         if k is PeriodKind.DAY:
             return Period.day(self.start + timedelta(days=n))
@@ -337,14 +370,20 @@ class Period:
             y, w, _ = self.start.isocalendar()
             return Period.week(y - 1, min(w, date(y - 1, 12, 28).isocalendar()[1]))
         if self.kind in _MONTHS or self.kind is PeriodKind.DAY:
-            return Period.containing(self.start - relativedelta(years=1), self.kind)
+            return Period.containing(
+                self.start - relativedelta(years=1), self.kind, self._calendar(None)
+            )
         return Period(self.start - relativedelta(years=1), self.end - relativedelta(years=1))
 
-    def split(self, kind: PeriodKind | str, calendar: FiscalCalendar = CALENDAR_YEAR) -> list[Period]:
+    def split(
+        self, kind: PeriodKind | str, calendar: FiscalCalendar | None = None
+    ) -> list[Period]:
         """The periods of ``kind`` covering this one, clipped to it (ISO weeks clip at month ends).
 
-        The parts are disjoint and their union is exactly this period.
+        The parts are disjoint and their union is exactly this period. A fiscal period splits by
+        the fiscal calendar it was built with unless ``calendar`` is given.
         """
+        calendar = self._calendar(calendar)
         k = PeriodKind(kind)
         out: list[Period] = []
         d = self.start
@@ -356,6 +395,11 @@ class Period:
             d = part.end
         return out
 
+
+_FISCAL: Final = frozenset(
+    {PeriodKind.FISCAL_YEAR, PeriodKind.FISCAL_QUARTER, PeriodKind.FISCAL_HALF}
+)
+_FISCAL_LABEL = re.compile(r"FY(?P<fy>\d{4})(?:-Q(?P<q>[1-4])|-H(?P<h>[12]))?")
 
 _LABEL = re.compile(
     r"(?P<fy>FY)?(?P<year>\d{4})"

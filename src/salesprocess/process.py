@@ -65,11 +65,15 @@ class StageKind(enum.StrEnum):
 class ProbabilityPolicy(enum.StrEnum):
     """What happens to a deal's probability when it changes stage.
 
-    - ``keep_manual`` (default): a probability set by a user (source ``user``) or a model survives
-      stage changes; otherwise the new stage's default applies. Won and lost stages always set their
-      own probability.
+    - ``keep_manual`` (default): a probability whose source is ``user``, ``model``, ``import`` or
+      ``crm_sync`` survives moves between open stages; one set by a ``rule`` or by a stage default is
+      replaced by the new stage's default.
     - ``stage_default``: every stage change applies the new stage's default.
-    - ``keep_any``: any explicit probability survives until a closed stage.
+    - ``keep_any``: any probability not set by a stage default (``rule`` included) survives moves
+      between open stages.
+
+    Under every policy, a move into a won or lost stage (and a deal without a probability) takes the
+    target stage's probability, recorded with source ``stage_default``.
     """
 
     KEEP_MANUAL = "keep_manual"
@@ -158,7 +162,12 @@ class Stage:
     key: str
     name: str
     kind: StageKind = attrs.field(default=StageKind.OPEN, converter=StageKind)
-    probability: Rate = attrs.field(default=Rate(0))
+    probability: Rate = attrs.field(
+        default=attrs.Factory(
+            lambda self: Rate(1) if self.kind is StageKind.WON else Rate(0), takes_self=True
+        )
+    )
+    """Default win probability of deals in the stage; a won stage must say 1 and a lost stage 0."""
     forecast_category: ForecastCategory | None = None
     sla_days: int | None = None
     sla_business_days: bool = False
@@ -575,6 +584,14 @@ def _validate(p: Process) -> list[Problem]:
         if not s.probability.is_probability():
             probs.append(
                 Problem(f"{path}.probability", "range", f"probability {s.probability.value} is outside [0, 1]")
+            )
+        elif s.kind is StageKind.WON and s.probability.value != 1:
+            probs.append(
+                Problem(f"{path}.probability", "range", f"a won stage has probability 1, not {s.probability.value}")
+            )
+        elif s.kind is StageKind.LOST and s.probability.value != 0:
+            probs.append(
+                Problem(f"{path}.probability", "range", f"a lost stage has probability 0, not {s.probability.value}")
             )
         if s.sla_days is not None and s.sla_days <= 0:
             probs.append(Problem(f"{path}.sla_days", "range", "SLA must be a positive number of days"))
