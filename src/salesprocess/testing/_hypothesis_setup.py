@@ -4,6 +4,6 @@ from __future__ import annotations
 
 
 def _hypothesis_setup_hook() -> None:
-    from . import strategies
+    from salesprocess.testing import strategies
 
     strategies.register_type_strategies()
