@@ -16,13 +16,11 @@ import attrs
 
 from .errors import DomainError
 from .model import (
-    EMPTY,
     EVENT_TYPES,
     Account,
     Activity,
     Contact,
     Deal,
-    DealCreated,
     DealEvent,
     DealStatus,
     EventSource,
@@ -154,15 +152,14 @@ def decode_event(d: Mapping[str, Any]) -> DealEvent:
             val = DealStatus(val)
         elif k == "probability_source" and val is not None:
             val = EventSource(val)
-        elif k == "forecast_category" and val is not None:
-            val = ForecastCategory(val)
-        elif k in ("old", "new") and cls.kind == "forecast_category_changed" and val is not None:
+        elif (k == "forecast_category" and val is not None) or (k in ("old", "new") and cls.kind == "forecast_category_changed" and val is not None):
             val = ForecastCategory(val)
         elif k in ("details", "changes") and not isinstance(val, FrozenMap):
             val = FrozenMap(val or {})
         kw[k] = val
     at = d["at"] if isinstance(d["at"], datetime) else instant(d["at"])
-    return cls(deal_id=d["deal_id"], at=at, actor=d["actor"], source=EventSource(d["source"]), **kw)
+    ev: DealEvent = cls(deal_id=d["deal_id"], at=at, actor=d["actor"], source=EventSource(d["source"]), **kw)
+    return ev
 
 
 def encode_entity(obj: Any) -> dict[str, Any]:
@@ -178,12 +175,13 @@ def encode_entity(obj: Any) -> dict[str, Any]:
 
 def decode_entity(d: Mapping[str, Any], cls: type[T] | None = None) -> T:
     typ = cls or ENTITY_TYPES[d["kind"]]
-    names = {a.name for a in attrs.fields(typ)}  # type: ignore[arg-type]
+    names = {a.name for a in attrs.fields(typ)}
     kw = {k: decode_value(v) for k, v in d.items() if k in names}
     for k in ("external_ids", "custom"):
         if k in kw and not isinstance(kw[k], FrozenMap):
             kw[k] = FrozenMap(kw[k] or {})
-    return typ(**kw)
+    obj: T = typ(**kw)
+    return obj
 
 
 def encode_deal_state(deal: Deal) -> dict[str, Any]:

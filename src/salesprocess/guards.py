@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -23,13 +24,17 @@ if TYPE_CHECKING:
 __all__ = ["BUILTIN_GUARDS", "Guard", "GuardRegistry", "GuardSpec", "Move"]
 
 
-class Move:
-    """What a guard sees of a requested move: the process, stage keys, instant, actor, activities."""
+class Move(tuple):  # type: ignore[type-arg]
+    """What a guard sees of a requested move: ``process``, ``source`` and ``target`` stage keys,
+    ``at`` (aware instant), ``actor``, ``reason`` and the deal's known ``activities``.
 
-    __slots__ = ("activities", "actor", "at", "process", "reason", "source", "target")
+    An immutable record built once per checked move (a tuple, for speed).
+    """
 
-    def __init__(
-        self,
+    __slots__ = ()
+
+    def __new__(
+        cls,
         process: Process,
         source: str,
         target: str,
@@ -37,14 +42,23 @@ class Move:
         actor: str,
         reason: str | None,
         activities: Sequence[Activity],
-    ) -> None:
-        self.process = process
-        self.source = source
-        self.target = target
-        self.at = at
-        self.actor = actor
-        self.reason = reason
-        self.activities = activities
+    ) -> Move:
+        return tuple.__new__(cls, (process, source, target, at, actor, reason, activities))
+
+    @classmethod
+    def _make(cls, values: tuple[Any, ...]) -> Move:
+        return tuple.__new__(cls, values)
+
+    process: Process = property(itemgetter(0))  # type: ignore[assignment]
+    source: str = property(itemgetter(1))  # type: ignore[assignment]
+    target: str = property(itemgetter(2))  # type: ignore[assignment]
+    at: datetime = property(itemgetter(3))  # type: ignore[assignment]
+    actor: str = property(itemgetter(4))  # type: ignore[assignment]
+    reason: str | None = property(itemgetter(5))  # type: ignore[assignment]
+    activities: Sequence[Activity] = property(itemgetter(6))  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Move({self.source!r} → {self.target!r} at {self.at.isoformat()} by {self.actor!r})"
 
 
 Guard = Callable[["Deal", Move], "str | None"]

@@ -7,22 +7,20 @@ problems. Hooks (vetoes, notifications) fire only in :class:`salesprocess.SalesP
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .errors import DomainError, MigrationError, Problem, TransitionNotAllowed
+from .errors import DomainError, MigrationError, Problem
 from .guards import Move
 from .model import Deal, DealStatus, EventSource, ProcessMigrated
 from .periods import require_aware
-from .process import Criteria, ProbabilityPolicy, StageKind
+from .process import Criteria
 
 if TYPE_CHECKING:
     from .model import Activity
     from .process import Process, _Edge
 
 __all__ = ["advance", "allowed_targets", "check", "migrate_deals"]
-
-_MANUAL = frozenset({EventSource.USER, EventSource.MODEL, EventSource.CRM_SYNC, EventSource.IMPORT})
 
 
 def _field_missing(deal: Deal, field: str, move: Move) -> bool:
@@ -63,8 +61,8 @@ def _edge_problems(process: Process, deal: Deal, edge: _Edge, move: Move) -> lis
         _criteria_problems(process, deal, edge.exit, "exit", edge.source, move, out)
     if edge.entry is not None:
         _criteria_problems(process, deal, edge.entry, "entry", edge.target, move, out)
-    for g in edge.guards:
-        msg = process.guards[g].func(deal, move)
+    for g, func in edge.guard_funcs:
+        msg = func(deal, move)
         if msg:
             out.append(Problem(f"transition.guards.{g}", "guard", msg))
     return out
@@ -133,56 +131,15 @@ def advance(
     source: EventSource = EventSource.USER,
     activities: Sequence[Activity] = (),
 ) -> Deal:
-    """Move ``deal`` to ``to``: the new deal with one new event appended.
+    """Move ``deal`` to ``to``: the new deal with one new event appended (see :meth:`Process.advance`).
 
     Raises :class:`TransitionNotAllowed` with every unmet criterion, :class:`DomainError` if the deal
     follows another process or ``at`` is before the deal's last change, and
     :class:`~salesprocess.errors.NaiveDatetimeError` for a naive ``at``.
     """
-    if deal.process != process.key:
-        _check_deal(process, deal)
-    require_aware(at, "at")
-    last = deal.events[-1].at
-    if at.astimezone(UTC) < last.astimezone(UTC):
-        raise DomainError(
-            f"deal {deal.id}: move at {at.isoformat()} is earlier than its last change at {last.isoformat()}"
-        )
-    edge = process._edges.get((deal.stage, to))
-    if edge is None:
-        raise TransitionNotAllowed(deal.id, deal.stage, to, _missing_edge(process, deal, to))
-    if edge.entry is not None or edge.exit is not None or edge.guards:
-        unmet = _edge_problems(process, deal, edge, Move(process, deal.stage, to, at, actor, reason, activities))
-        if unmet:
-            raise TransitionNotAllowed(deal.id, deal.stage, to, unmet)
-    # probability precedence
-    kind = edge.target_stage.kind
-    psrc = deal.probability_source
-    if kind is not StageKind.OPEN or deal.probability is None:
-        prob, psrc = edge.probability, EventSource.STAGE_DEFAULT
-    else:
-        policy = process.probability_policy
-        if policy is ProbabilityPolicy.STAGE_DEFAULT or psrc is EventSource.STAGE_DEFAULT or psrc is None or (
-            policy is ProbabilityPolicy.KEEP_MANUAL and psrc not in _MANUAL
-        ):
-            prob, psrc = edge.probability, EventSource.STAGE_DEFAULT
-        else:
-            prob = deal.probability
-    ev = edge.event_cls(deal.id, at, actor, source, deal.stage, to, prob, psrc, edge.category, reason)
-    status = edge.status
-    changes = {
-        "stage": to,
-        "status": status,
-        "probability": prob,
-        "probability_source": psrc,
-        "forecast_category": edge.category,
-        "stage_entered_at": at,
-        "closed_at": None if status is DealStatus.OPEN else at,
-    }
-    if status is DealStatus.LOST and reason is not None:
-        changes["lost_reason"] = reason
-    elif deal.status is not DealStatus.OPEN and status is DealStatus.OPEN:
-        changes["lost_reason"] = None  # a reopen clears it, as DealReopened does on replay
-    return deal._with(deal.events + (ev,), **changes)
+    return process.advance(
+        deal, to, at=at, actor=actor, reason=reason, source=source, activities=activities
+    )
 
 
 def migrate_deals(

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
+from ._record import Record
 from .errors import DomainError, ReplayError
 from .money import Money, Rate
 from .periods import require_aware
@@ -102,7 +103,7 @@ _SCALARS = (str, int, bool, Decimal, date, type(None))
 def _freeze_value(v: object, key: str) -> object:
     if isinstance(v, float):
         raise TypeError(f"custom field {key!r}: float is refused; use str or Decimal")
-    if isinstance(v, _SCALARS) or isinstance(v, Money | Rate):
+    if isinstance(v, (*_SCALARS, Money, Rate)):
         return v
     if isinstance(v, list | tuple):
         return tuple(_freeze_value(x, key) for x in v)
@@ -187,6 +188,12 @@ def _opt_prob(v: object) -> Rate | None:
     if not r.is_probability():
         raise DomainError(f"probability must be within [0, 1], got {r.value}")
     return r
+
+
+def _event_at(_inst: object, _a: object, v: datetime) -> None:
+    # events are built on hot paths: the cheap test first, the full one only when it fails
+    if v.__class__ is not datetime or v.tzinfo is None or v.utcoffset() is None:
+        require_aware(v, "at")
 
 
 def _utc(at: datetime) -> datetime:
@@ -311,37 +318,44 @@ class Activity:
 _E = TypeVar("_E", bound="DealEvent")
 
 
-@attrs.frozen
-class DealEvent:
+class DealEvent(Record):
     """Base of every deal event: ``deal_id``, ``at`` (aware), ``actor`` and ``source``.
 
-    ``kind`` is a stable string used in storage and export. Subclasses apply themselves to the
-    replay state through :meth:`apply`.
+    Events are immutable typed records (see :mod:`salesprocess._record`): they are the most
+    numerous objects the library holds and are built on the stage machine's hot path. Fields are
+    declared with annotations; build events positionally or by keyword; equality takes the event
+    type into account. ``kind`` is a stable string used in storage and export. Subclasses apply
+    themselves to the replay state through :meth:`apply`.
     """
 
+    __slots__ = ()
     kind: ClassVar[str] = "event"
+
     deal_id: str
-    at: datetime = attrs.field(validator=_aware)
-    actor: str = attrs.field()
+    at: datetime
+    actor: str
     source: EventSource
+
+    @classmethod
+    def _check(cls, values: list[Any]) -> None:
+        if not isinstance(values[0], str):
+            raise TypeError(f"{cls.__name__}.deal_id must be a str")
+        _event_at(None, None, values[1])
+        values[3] = EventSource(values[3])
 
     def apply(self, s: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def payload(self) -> dict[str, Any]:
         """Event-specific fields (everything but deal_id, at, actor, source)."""
-        return {
-            a.name: getattr(self, a.name)
-            for a in attrs.fields(type(self))
-            if a.name not in ("deal_id", "at", "actor", "source")
-        }
+        return dict(zip(self._fields[4:], self[4:], strict=True))
 
 
-@attrs.frozen
 class DealCreated(DealEvent):
     """The first event of every deal: a full snapshot of the fields that later events change."""
 
     kind: ClassVar[str] = "created"
+    __slots__ = ()
     process: str
     process_version: int
     stage: str
@@ -381,12 +395,12 @@ class DealCreated(DealEvent):
             s[k] = frozenset(v) if k == "checklist" else v
 
 
-@attrs.frozen
 class StageChanged(DealEvent):
     """The deal moved between stages; ``probability``/``probability_source`` and
     ``forecast_category`` are the deal's values after the move (which source won is recorded)."""
 
     kind: ClassVar[str] = "stage_changed"
+    __slots__ = ()
     from_stage: str
     to_stage: str
     probability: Rate | None = None
@@ -409,15 +423,15 @@ class StageChanged(DealEvent):
             s["closed_at"] = self.at
 
 
-@attrs.frozen
 class DealWon(StageChanged):
     kind: ClassVar[str] = "won"
+    __slots__ = ()
     status: ClassVar[DealStatus] = DealStatus.WON
 
 
-@attrs.frozen
 class DealLost(StageChanged):
     kind: ClassVar[str] = "lost"
+    __slots__ = ()
     status: ClassVar[DealStatus] = DealStatus.LOST
 
     def apply(self, s: dict[str, Any]) -> None:
@@ -426,9 +440,9 @@ class DealLost(StageChanged):
             s["lost_reason"] = self.reason
 
 
-@attrs.frozen
 class DealReopened(StageChanged):
     kind: ClassVar[str] = "reopened"
+    __slots__ = ()
     status: ClassVar[DealStatus] = DealStatus.OPEN
 
     def apply(self, s: dict[str, Any]) -> None:
@@ -436,9 +450,9 @@ class DealReopened(StageChanged):
         s["lost_reason"] = None
 
 
-@attrs.frozen
 class AmountChanged(DealEvent):
     kind: ClassVar[str] = "amount_changed"
+    __slots__ = ()
     old: Money | None
     new: Money | None
 
@@ -446,9 +460,9 @@ class AmountChanged(DealEvent):
         s["amount"] = self.new
 
 
-@attrs.frozen
 class CloseDateChanged(DealEvent):
     kind: ClassVar[str] = "close_date_changed"
+    __slots__ = ()
     old: date | None
     new: date | None
 
@@ -456,9 +470,9 @@ class CloseDateChanged(DealEvent):
         s["close_date"] = self.new
 
 
-@attrs.frozen
 class OwnerChanged(DealEvent):
     kind: ClassVar[str] = "owner_changed"
+    __slots__ = ()
     old: str | None
     new: str | None
 
@@ -466,11 +480,11 @@ class OwnerChanged(DealEvent):
         s["owner_id"] = self.new
 
 
-@attrs.frozen
 class ProbabilityChanged(DealEvent):
     """A probability set directly; the event's ``source`` becomes the deal's probability source."""
 
     kind: ClassVar[str] = "probability_changed"
+    __slots__ = ()
     old: Rate | None
     new: Rate | None
 
@@ -479,9 +493,9 @@ class ProbabilityChanged(DealEvent):
         s["probability_source"] = self.source if self.new is not None else None
 
 
-@attrs.frozen
 class ForecastCategoryChanged(DealEvent):
     kind: ClassVar[str] = "forecast_category_changed"
+    __slots__ = ()
     old: ForecastCategory | None
     new: ForecastCategory | None
 
@@ -489,11 +503,11 @@ class ForecastCategoryChanged(DealEvent):
         s["forecast_category"] = self.new
 
 
-@attrs.frozen
 class ChecklistItemChanged(DealEvent):
     """A playbook checklist item was ticked (``done=True``) or unticked."""
 
     kind: ClassVar[str] = "checklist_changed"
+    __slots__ = ()
     item: str
     done: bool = True
 
@@ -502,7 +516,6 @@ class ChecklistItemChanged(DealEvent):
         s["checklist"] = cl | {self.item} if self.done else cl - {self.item}
 
 
-@attrs.frozen
 class DetailsChanged(DealEvent):
     """Other fields changed: ``changes`` maps each field name to its new value.
 
@@ -511,6 +524,7 @@ class DetailsChanged(DealEvent):
     """
 
     kind: ClassVar[str] = "details_changed"
+    __slots__ = ()
     changes: FrozenMap
 
     def apply(self, s: dict[str, Any]) -> None:
@@ -518,11 +532,11 @@ class DetailsChanged(DealEvent):
             s[k] = v
 
 
-@attrs.frozen
 class ProcessMigrated(DealEvent):
     """The deal was moved to another version of its process (stage mapped ``from_stage`` → ``to_stage``)."""
 
     kind: ClassVar[str] = "process_migrated"
+    __slots__ = ()
     process: str
     from_version: int
     to_version: int
@@ -575,14 +589,18 @@ DETAIL_FIELDS: frozenset[str] = frozenset(
 # ----------------------------------------------------------------------------------------------
 
 
-@attrs.frozen(slots=False, repr=False)
-class Deal:
+class Deal(Record):
     """A sales opportunity: its current state and the events that produced it.
 
     Build deals with :meth:`Deal.create` (or ``Process.open_deal``); change them through the stage
     machine and the ``with_*`` methods, each of which appends an event. ``version`` is the number
     of events and is what stores use for optimistic concurrency.
+
+    A deal is an immutable typed record (see :mod:`salesprocess._record`): copying one on every
+    stage move must be cheap, and a large pipeline holds many of them.
     """
+
+    __slots__ = ()
 
     id: str
     process: str
@@ -671,7 +689,7 @@ class Deal:
         """A new deal with its :class:`DealCreated` event."""
         if not isinstance(id, str) or not id:
             raise DomainError("deal id must be a non-empty string")
-        require_aware(at, "at")
+        _event_at(None, None, at)
         if amount is not None and not isinstance(amount, Money):
             raise TypeError(f"amount: expected Money, got {type(amount).__name__}")
         if amount is not None and amount.amount < 0:
@@ -698,15 +716,21 @@ class Deal:
             details["custom"] = _frozenmap(custom)
         if external_ids:
             details["external_ids"] = _frozenmap(external_ids)
-        ev = DealCreated(
+        if status.__class__ is not DealStatus:
+            status = DealStatus(status)
+        if forecast_category is not None and forecast_category.__class__ is not ForecastCategory:
+            forecast_category = ForecastCategory(forecast_category)
+        if probability_source is not None and probability_source.__class__ is not EventSource:
+            probability_source = EventSource(probability_source)
+        ev = DealCreated._make((
             id,
             at,
             actor,
-            EventSource(source),
+            source if source.__class__ is EventSource else EventSource(source),
             process,
             process_version,
             stage,
-            DealStatus(status),
+            status,
             name,
             amount,
             close_date,
@@ -714,23 +738,27 @@ class Deal:
             account_id,
             prob,
             probability_source,
-            None if forecast_category is None else ForecastCategory(forecast_category),
+            forecast_category,
             FrozenMap(details) if details else EMPTY,
-        )
-        return replay((ev,))
+        ))
+        if details:
+            return replay((ev,))
+        # the common case, built directly (same result as replay)
+        return _tnew(Deal, (
+            id, process, process_version, name, stage, status, amount, close_date, owner_id,
+            account_id, prob, probability_source, forecast_category, at, at,
+            None if status is DealStatus.OPEN else at,
+            (), None, (), (), _EMPTY_SET, EMPTY, EMPTY, (ev,),
+        ))
 
     # --- fast internal copy ---------------------------------------------------------------------
     def _with(self, events: tuple[DealEvent, ...], **changes: Any) -> Deal:
-        """Copy with ``changes`` and ``events`` without re-running validation (internal).
-
-        Keys are only overwritten, never added, so the copy keeps the shared-key dict layout.
-        """
-        new = _new(Deal)
-        d = new.__dict__
-        d.update(self.__dict__)
-        d.update(changes)
-        d["events"] = events
-        return new
+        """Copy with ``changes`` and ``events`` without re-running validation (internal)."""
+        v = list(self)
+        for k, val in changes.items():
+            v[_INDEX[k]] = val
+        v[_EVENTS] = events
+        return _tnew(Deal, v)
 
     def append(self, event: DealEvent) -> Deal:
         """The deal with ``event`` applied and appended (checks ``deal_id`` and time order)."""
@@ -744,12 +772,10 @@ class Deal:
                 f"deal {self.id}: event at {event.at.isoformat()} is earlier than the last change "
                 f"at {self.events[-1].at.isoformat()}"
             )
-        new = _new(Deal)
-        d = new.__dict__
-        d.update(self.__dict__)
-        event.apply(d)
-        d["events"] = self.events + (event,)
-        return new
+        s = dict(zip(_FIELD_ORDER, self, strict=True))
+        event.apply(s)
+        s["events"] = self.events + (event,)
+        return _tnew(Deal, [s[k] for k in _FIELD_ORDER])
 
     def extend(self, events: Iterable[DealEvent]) -> Deal:
         d = self
@@ -845,15 +871,18 @@ class Deal:
         return self.append(DetailsChanged(self.id, at, actor, source, FrozenMap(norm)))
 
 
-_FIELD_ORDER: tuple[str, ...] = tuple(a.name for a in attrs.fields(Deal))
-_new = object.__new__
+_FIELD_ORDER: tuple[str, ...] = Deal._fields
+_INDEX: dict[str, int] = {k: i for i, k in enumerate(_FIELD_ORDER)}
+_EVENTS = _INDEX["events"]
+_tnew = tuple.__new__
+_EMPTY_SET: frozenset[str] = frozenset()
 
 _STATE_DEFAULTS: dict[str, Any] = {
     "competitors": (),
     "lost_reason": None,
     "contact_ids": (),
     "product_ids": (),
-    "checklist": frozenset(),
+    "checklist": _EMPTY_SET,
     "custom": EMPTY,
     "external_ids": EMPTY,
 }
@@ -871,8 +900,6 @@ def replay(events: Iterable[DealEvent]) -> Deal:
     first = evs[0]
     if not isinstance(first, DealCreated):
         raise ReplayError(first.deal_id, 0, f"history must start with 'created', not {first.kind!r}")
-    # Build the state in the canonical field order so every Deal's __dict__ shares its keys
-    # with the class (a split dict is about a third of the size of a combined one).
     s: dict[str, Any] = dict.fromkeys(_FIELD_ORDER)
     s.update(_STATE_DEFAULTS)
     last = first.at
@@ -887,9 +914,7 @@ def replay(events: Iterable[DealEvent]) -> Deal:
         last = e.at
         e.apply(s)
     s["events"] = evs
-    deal = _new(Deal)
-    deal.__dict__.update(s)
-    return deal
+    return _tnew(Deal, [s[k] for k in _FIELD_ORDER])
 
 
 def replay_until(events: Iterable[DealEvent], asof: datetime) -> Deal | None:

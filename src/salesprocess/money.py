@@ -11,7 +11,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Final, SupportsIndex, Union
+from typing import Final, SupportsIndex
 
 import attrs
 
@@ -45,14 +45,14 @@ _TWO = (
     "YER ZAR ZMW ZWG ZWL"
 )
 CURRENCY_MINOR_UNITS: Final[dict[str, int]] = {
-    **{c: 2 for c in _TWO.split()},
-    **{c: 0 for c in _ZERO.split()},
-    **{c: 3 for c in _THREE.split()},
-    **{c: 4 for c in _FOUR.split()},
+    **dict.fromkeys(_TWO.split(), 2),
+    **dict.fromkeys(_ZERO.split(), 0),
+    **dict.fromkeys(_THREE.split(), 3),
+    **dict.fromkeys(_FOUR.split(), 4),
 }
 _QUANTA: Final[dict[int, Decimal]] = {e: Decimal(1).scaleb(-e) for e in range(0, 5)}
 
-NumberLike = Union[Decimal, int, str]
+NumberLike = Decimal | int | str
 
 
 def to_decimal(value: object, *, field: str = "amount") -> Decimal:

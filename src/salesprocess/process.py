@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import enum
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
-from decimal import Decimal
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import _toml
-from .errors import DefinitionError, Problem, ProcessFileError
-from .guards import GuardRegistry, builtin_registry
+from .errors import DefinitionError, DomainError, Problem, ProcessFileError, TransitionNotAllowed
+from .guards import GuardRegistry, Move, builtin_registry
 from .model import (
     ActivityKind,
     Deal,
@@ -35,7 +34,8 @@ from .model import (
     ForecastCategory,
     StageChanged,
 )
-from .money import Money, Rate
+from .money import Rate
+from .periods import require_aware
 
 if TYPE_CHECKING:
     from .model import Activity
@@ -219,16 +219,20 @@ class _Edge:
 
     __slots__ = (
         "category",
+        "clears_lost",
+        "closing",
+        "entry",
         "event_cls",
         "exit",
+        "forward",
+        "guard_funcs",
         "guards",
+        "has_checks",
         "probability",
         "source",
         "status",
         "target",
         "target_stage",
-        "entry",
-        "forward",
         "transition",
     )
 
@@ -261,6 +265,11 @@ class _Edge:
         self.entry = dst.entry if dst.entry else None
         self.exit = src.exit if (src.exit and self.forward) else None
         self.guards = tuple(t.guards)
+        reg = process.guards
+        self.guard_funcs = tuple((g, reg[g].func) for g in t.guards)
+        self.closing = dst.kind is not StageKind.OPEN
+        self.has_checks = bool(self.entry is not None or self.exit is not None or self.guards)
+        self.clears_lost = src.is_closed and dst.kind is StageKind.OPEN  # a reopen clears it
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +306,9 @@ class Process:
     _order: dict[str, int] = attrs.field(init=False)
     _edges: dict[tuple[str, str], _Edge] = attrs.field(init=False)
     _targets: dict[str, tuple[str, ...]] = attrs.field(init=False)
+    _keep: frozenset[EventSource] = attrs.field(init=False)
+    _opening: dict[str, tuple[DealStatus, Rate, ForecastCategory]] = attrs.field(init=False)
+    _initial_key: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         problems = _validate(self)
@@ -311,6 +323,12 @@ class Process:
         for src, dst in edges:
             targets[src].append(dst)
         object.__setattr__(self, "_targets", {k: tuple(v) for k, v in targets.items()})
+        object.__setattr__(self, "_keep", _KEEP_SOURCES[self.probability_policy])
+        status_of = {StageKind.OPEN: DealStatus.OPEN, StageKind.WON: DealStatus.WON, StageKind.LOST: DealStatus.LOST}
+        object.__setattr__(self, "_opening", {
+            s.key: (status_of[s.kind], s.probability, s.effective_forecast_category) for s in self.stages
+        })
+        object.__setattr__(self, "_initial_key", self.initial or self.stages[0].key)
 
     def __repr__(self) -> str:
         return f"Process(key={self.key!r}, version={self.version}, stages={[s.key for s in self.stages]})"
@@ -377,21 +395,21 @@ class Process:
     ) -> Deal:
         """A new deal in ``stage`` (default: the initial stage) with the stage's probability and
         forecast category unless given."""
-        st = self.stage(stage) if stage else self.initial_stage
-        if "probability" not in fields or fields["probability"] is None:
-            fields["probability"] = st.probability
-            fields["probability_source"] = EventSource.STAGE_DEFAULT
-        fields.setdefault("forecast_category", st.effective_forecast_category)
-        status = {
-            StageKind.OPEN: DealStatus.OPEN,
-            StageKind.WON: DealStatus.WON,
-            StageKind.LOST: DealStatus.LOST,
-        }[st.kind]
+        key = stage or self._initial_key
+        try:
+            status, prob, category = self._opening[key]
+        except KeyError:
+            raise KeyError(f"process {self.key!r} has no stage {key!r}") from None
+        if fields.get("probability") is None:
+            fields["probability"] = prob
+            fields["probability_source"] = _STAGE_DEFAULT
+        if "forecast_category" not in fields:
+            fields["forecast_category"] = category
         return Deal.create(
             id,
             process=self.key,
             process_version=self.version,
-            stage=st.key,
+            stage=key,
             status=status,
             at=at,
             actor=actor,
@@ -425,13 +443,69 @@ class Process:
         source: EventSource = EventSource.USER,
         activities: Sequence[Activity] = (),
     ) -> Deal:
-        """The deal moved to ``to`` with its new event, or :class:`TransitionNotAllowed` listing every
-        unmet criterion."""
-        from .machine import advance
+        """The deal moved to ``to`` with its new event appended.
 
-        return advance(
-            self, deal, to, at=at, actor=actor, reason=reason, source=source, activities=activities
+        Raises :class:`TransitionNotAllowed` listing every unmet criterion;
+        :class:`~salesprocess.errors.DomainError` when the deal follows another process or ``at``
+        is before the deal's last change; :class:`~salesprocess.errors.NaiveDatetimeError` for a
+        naive ``at``. This is the stage machine's hot path: it is written for speed.
+        """
+        if deal.process != self.key:
+            raise DomainError(f"deal {deal.id} follows process {deal.process!r}, not {self.key!r}")
+        tz = at.tzinfo
+        if tz is None or (tz.__class__ is not timezone and at.utcoffset() is None):
+            require_aware(at, "at")
+        events = deal.events
+        last = events[-1].at
+        # Same fixed-offset zone: plain comparison is exact; otherwise compare real instants
+        # (a same-zone comparison would ignore a DST fold).
+        if at < last if (tz is last.tzinfo and type(tz) is timezone) else _utc(at) < _utc(last):
+            raise DomainError(
+                f"deal {deal.id}: move at {at.isoformat()} is earlier than its last change "
+                f"at {last.isoformat()}"
+            )
+        stage = deal.stage
+        edge = self._edges.get((stage, to))
+        if edge is None:
+            raise TransitionNotAllowed(deal.id, stage, to, _machine._missing_edge(self, deal, to))
+        if edge.has_checks:
+            move = _make_move((self, stage, to, at, actor, reason, activities))
+            failed = True
+            if edge.entry is None and edge.exit is None:  # guards only: the common fast path
+                failed = False
+                for _name, func in edge.guard_funcs:
+                    if func(deal, move):
+                        failed = True
+                        break
+            if failed:
+                unmet = _machine._edge_problems(self, deal, edge, move)
+                if unmet:
+                    raise TransitionNotAllowed(deal.id, stage, to, unmet)
+        # probability precedence (see ProbabilityPolicy)
+        psrc = deal.probability_source
+        if edge.closing or deal.probability is None or psrc not in self._keep:
+            prob = edge.probability
+            psrc = _STAGE_DEFAULT
+        else:
+            prob = deal.probability
+        if source.__class__ is not EventSource:
+            source = EventSource(source)
+        v = list(deal)
+        v[_I_STAGE] = to
+        v[_I_STATUS] = edge.status
+        v[_I_PROB] = prob
+        v[_I_PSRC] = psrc
+        v[_I_CAT] = edge.category
+        v[_I_ENTERED] = at
+        v[_I_CLOSED] = at if edge.closing else None
+        if reason is not None and edge.status is _LOST:
+            v[_I_LOST] = reason
+        elif edge.clears_lost:
+            v[_I_LOST] = None
+        v[_I_EVENTS] = events + (
+            edge.event_cls._make((deal.id, at, actor, source, stage, to, prob, psrc, edge.category, reason)),
         )
+        return _tnew(Deal, v)
 
     def allowed_targets(
         self,
@@ -535,6 +609,32 @@ class Process:
 
     def with_version(self, version: int) -> Process:
         return attrs.evolve(self, version=version)
+
+
+_tnew = tuple.__new__
+_make_move = Move._make
+_I_STAGE, _I_STATUS, _I_PROB, _I_PSRC, _I_CAT, _I_ENTERED, _I_CLOSED, _I_LOST, _I_EVENTS = (
+    Deal._fields.index(k)
+    for k in ("stage", "status", "probability", "probability_source", "forecast_category",
+              "stage_entered_at", "closed_at", "lost_reason", "events")
+)
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
+
+
+_STAGE_DEFAULT = EventSource.STAGE_DEFAULT
+_LOST = DealStatus.LOST
+_KEEP_SOURCES: dict[ProbabilityPolicy, frozenset[EventSource]] = {
+    ProbabilityPolicy.STAGE_DEFAULT: frozenset(),
+    ProbabilityPolicy.KEEP_MANUAL: frozenset(
+        {EventSource.USER, EventSource.MODEL, EventSource.CRM_SYNC, EventSource.IMPORT}
+    ),
+    ProbabilityPolicy.KEEP_ANY: frozenset(
+        {EventSource.USER, EventSource.MODEL, EventSource.CRM_SYNC, EventSource.IMPORT, EventSource.RULE}
+    ),
+}
 
 
 def _stage_map(p: Process) -> dict[str, Stage]:
@@ -748,35 +848,54 @@ def _criteria(d: Any, path: str, probs: list[Problem]) -> Criteria:
     )
 
 
+def _unknown_keys(
+    d: Mapping[str, Any], allowed: Sequence[str], path: str, probs: list[Problem]
+) -> None:
+    for k in d:
+        if k not in allowed:
+            probs.append(Problem(f"{path}.{k}", "unknown_key", f"unknown key {k!r}"))
+
+
+def _list(d: Mapping[str, Any], key: str, path: str, probs: list[Problem]) -> Sequence[Any]:
+    v = d.get(key, ())
+    if isinstance(v, list | tuple):
+        return v
+    probs.append(Problem(f"{path}.{key}", "type", f"expected an array, got {type(v).__name__} {v!r}"))
+    return ()
+
+
 def _playbook(d: Any, path: str, probs: list[Problem]) -> Playbook:
     if d is None:
         return Playbook()
     if not isinstance(d, Mapping):
         probs.append(Problem(path, "type", "expected a table"))
         return Playbook()
+    _unknown_keys(d, ("steps", "checklist", "resources", "scripts"), path, probs)
     steps: list[PlaybookStep] = []
-    for i, s in enumerate(d.get("steps", ())):
+    for i, s in enumerate(_list(d, "steps", path, probs)):
         if isinstance(s, str):
             steps.append(PlaybookStep(s))
         elif isinstance(s, Mapping) and isinstance(s.get("title"), str):
-            due = s.get("due_days")
-            steps.append(
-                PlaybookStep(s["title"], str(s.get("description", "")), s.get("owner_role"),
-                             due if isinstance(due, int) else None)
-            )
+            spath = f"{path}.steps[{i}]"
+            _unknown_keys(s, ("title", "description", "owner_role", "due_days"), spath, probs)
+            due = _typed(s, "due_days", int, f"{spath}.", probs, None)
+            role = _typed(s, "owner_role", str, f"{spath}.", probs, None)
+            steps.append(PlaybookStep(s["title"], str(s.get("description", "")), role, due))
         else:
             probs.append(Problem(f"{path}.steps[{i}]", "type", "a step is a string or a table with a title"))
     resources = []
-    for i, r in enumerate(d.get("resources", ())):
+    for i, r in enumerate(_list(d, "resources", path, probs)):
         if isinstance(r, str):
             resources.append(Resource(r))
         elif isinstance(r, Mapping) and isinstance(r.get("title"), str):
+            _unknown_keys(r, ("title", "url"), f"{path}.resources[{i}]", probs)
             resources.append(Resource(r["title"], str(r.get("url", ""))))
         else:
             probs.append(Problem(f"{path}.resources[{i}]", "type", "a resource is a string or a table with a title"))
     scripts = []
-    for i, s in enumerate(d.get("scripts", ())):
+    for i, s in enumerate(_list(d, "scripts", path, probs)):
         if isinstance(s, Mapping) and isinstance(s.get("title"), str):
+            _unknown_keys(s, ("kind", "title", "body"), f"{path}.scripts[{i}]", probs)
             kind = str(s.get("kind", "call"))
             if kind not in ("call", "email", "meeting", "visit"):
                 probs.append(Problem(f"{path}.scripts[{i}].kind", "type", f"unknown script kind {kind!r}"))
@@ -915,12 +1034,16 @@ def _stage_to_dict(s: Stage) -> dict[str, Any]:
         pb: dict[str, Any] = {}
         if s.playbook.steps:
             pb["steps"] = [
-                {k: v for k, v in attrs.asdict(st).items() if v not in (None, "")} for st in s.playbook.steps
+                {k: v for k, v in attrs.asdict(st).items() if k == "title" or v not in (None, "")}
+                for st in s.playbook.steps
             ]
         if s.playbook.checklist:
             pb["checklist"] = list(s.playbook.checklist)
         if s.playbook.resources:
-            pb["resources"] = [{k: v for k, v in attrs.asdict(r).items() if v != ""} for r in s.playbook.resources]
+            pb["resources"] = [
+                {k: v for k, v in attrs.asdict(r).items() if k == "title" or v != ""}
+                for r in s.playbook.resources
+            ]
         if s.playbook.scripts:
             pb["scripts"] = [attrs.asdict(sc) for sc in s.playbook.scripts]
         d["playbook"] = pb
@@ -1009,3 +1132,4 @@ def diff_processes(old: Process, new: Process) -> ProcessDiff:
     )
 
 
+from . import machine as _machine  # noqa: E402  (machine builds on the names above)
