@@ -268,7 +268,8 @@ class SalesProcess:
     def check(self, process: Process, deal: Deal, to: str, **kw: Any) -> list[Problem]:
         """:meth:`Process.check` plus plugin vetoes (as problems with code ``veto``)."""
         probs = process.check(deal, to, **kw)
-        if self._has_before:
+        if self._has_before and process.edge(deal.stage, to) is not None:
+            # plugins are asked only about moves the process graph has (as in advance)
             at = kw.get("at") or deal.updated_at
             for v in self.pm.hook.salesprocess_before_transition(
                 process=process, deal=deal, target=to, at=at, actor=kw.get("actor", ""),
