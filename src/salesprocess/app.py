@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -20,6 +20,9 @@ from .errors import PluginError, PluginValidationError, Problem, TransitionNotAl
 from .guards import GuardRegistry, builtin_registry
 from .model import Deal, EventSource
 from .process import Process
+
+if TYPE_CHECKING:
+    from .kpi.registry import KpiRegistry
 
 __all__ = ["AdapterSpec", "SalesProcess"]
 
@@ -121,6 +124,7 @@ class SalesProcess:
         self._has_after = bool(h.salesprocess_after_transition.get_hookimpls())
         self._has_saved = bool(h.salesprocess_deal_saved.get_hookimpls())
         self._guards: GuardRegistry | None = None
+        self._kpis: KpiRegistry | None = None
         self._adapters: dict[tuple[str, str], AdapterSpec] | None = None
         self._processes: dict[str, Callable[[GuardRegistry], Process]] | None = None
 
@@ -137,6 +141,21 @@ class SalesProcess:
                 impl.function(register=register)
             self._guards = reg
         return self._guards
+
+    @property
+    def kpis(self) -> KpiRegistry:
+        """Built-in KPIs plus every plugin's (a :class:`~salesprocess.kpi.KpiRegistry`)."""
+        if self._kpis is None:
+            from .kpi.builtins import builtin_registry as builtin_kpis
+
+            kreg = builtin_kpis()
+            for impl in self.pm.hook.salesprocess_register_kpis.get_hookimpls():
+                def register_kpi(kpi: Any, _p: str = impl.plugin_name) -> None:
+                    kreg.register(kpi, plugin=_p)
+
+                impl.function(register=register_kpi)
+            self._kpis = kreg
+        return self._kpis
 
     def adapters(self, kind: str | None = None) -> dict[tuple[str, str], AdapterSpec]:
         """Adapters by (kind, name), optionally of one kind."""

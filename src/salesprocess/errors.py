@@ -17,7 +17,9 @@ behind them sits in attributes so programs never parse messages.
     │   ├── PeriodError                       an unparseable or inconsistent period
     │   ├── TransitionNotAllowed              a deal cannot move to the requested stage
     │   ├── ReplayError                       an event history that does not replay
-    │   └── MigrationError                    in-flight deals cannot follow a process change
+    │   ├── MigrationError                    in-flight deals cannot follow a process change
+    │   ├── KpiError                          an unknown KPI or dimension, or a query that cannot run
+    │   └── GoalError                         a goal or a goal decomposition is invalid
     ├── PluginError                           a plugin misbehaved or could not be loaded
     │   └── PluginValidationError             a plugin returned something invalid
     ├── StoreError                            persistence failed
@@ -42,8 +44,10 @@ __all__ = [
     "CurrencyMismatchError",
     "DefinitionError",
     "DomainError",
+    "GoalError",
     "ImportDataError",
     "InvalidMoneyError",
+    "KpiError",
     "MigrationError",
     "NaiveDatetimeError",
     "NotFoundError",
@@ -201,6 +205,27 @@ class MigrationError(DomainError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class KpiError(DomainError):
+    """A KPI query cannot run: an unknown metric or dimension, a missing input, a bad parameter.
+
+    ``problems`` lists every finding (path such as ``metrics[2]`` or ``by[0]``).
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class GoalError(DomainError):
+    """A goal, its decomposition or its progress cannot be computed; ``problems`` lists each finding."""
+
+    def __init__(self, problems: Sequence[Problem], *, goal_id: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.goal_id = goal_id
+        where = f"goal {goal_id}: " if goal_id else ""
+        super().__init__(where + "; ".join(str(p) for p in self.problems))
 
 
 class PluginError(SalesProcessError):

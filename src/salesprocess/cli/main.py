@@ -14,6 +14,7 @@ from ._util import CLIError
 # Modules under salesprocess.cli that contribute commands, in help order.
 COMMANDS: tuple[str, ...] = (
     "process_cmd",
+    "kpi_cmd",
 )
 
 
