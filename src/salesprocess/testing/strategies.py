@@ -850,26 +850,15 @@ def deal_histories(
 
 
 def register_type_strategies() -> None:
-    """Teach ``st.from_type`` the salesprocess types (Deal, Money, Rate, Period, Process, Stage,
-    Criteria, FiscalCalendar, Account, Contact, Team, Rep, Product, Activity).
+    """Teach ``st.from_type`` the salesprocess types (Deal, Money, Rate, Period, FiscalCalendar,
+    Process, Stage, Criteria, Account, Contact, Team, Rep, Product, Activity).
 
-    Called by the ``hypothesis`` entry point; calling it again is harmless.
+    The ``hypothesis`` entry point does this when Hypothesis starts; calling it again is harmless.
     """
-    pairs: list[tuple[type[Any], SearchStrategy[Any]]] = [
-        (Money, money()),
-        (Rate, rates()),
-        (Period, periods()),
-        (FiscalCalendar, fiscal_calendars()),
-        (Criteria, criteria()),
-        (Stage, stages()),
-        (Process, processes()),
-        (Deal, deals()),
-        (Account, accounts()),
-        (Contact, contacts()),
-        (Team, teams()),
-        (Rep, reps()),
-        (Product, products()),
-        (Activity, activities()),
-    ]
-    for typ, strategy in pairs:
-        st.register_type_strategy(typ, strategy)
+    import importlib
+
+    from salesprocess.testing._hypothesis_setup import TYPES
+
+    for module, name, factory in TYPES:
+        typ = getattr(importlib.import_module(module), name)
+        st.register_type_strategy(typ, globals()[factory]())
