@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
@@ -200,6 +200,14 @@ def _utc(at: datetime) -> datetime:
     """``at`` in UTC: compares real instants even when two values share a zone and one is in a
     DST fold (same-zone comparison in Python ignores ``fold``)."""
     return at.astimezone(UTC)
+
+
+def _before(a: datetime, b: datetime) -> bool:
+    """Whether instant ``a`` is before instant ``b`` (fast when both share a fixed offset)."""
+    tz = a.tzinfo
+    if tz is b.tzinfo and type(tz) is timezone:
+        return a < b
+    return a.astimezone(UTC) < b.astimezone(UTC)
 
 
 def _tuple_str(v: Iterable[str] | None) -> tuple[str, ...]:
@@ -909,7 +917,7 @@ def replay(events: Iterable[DealEvent]) -> Deal:
             raise ReplayError(deal_id, i, f"event belongs to deal {e.deal_id!r}")
         if i and isinstance(e, DealCreated):
             raise ReplayError(deal_id, i, "a second 'created' event")
-        if e.at < last:
+        if _before(e.at, last):
             raise ReplayError(deal_id, i, f"{e.at.isoformat()} is before {last.isoformat()}")
         last = e.at
         e.apply(s)

@@ -264,7 +264,7 @@ class Period:
         except ValueError as e:
             if isinstance(e, PeriodError):
                 if e.label is None:
-                    raise PeriodError(str(e), label=label) from None
+                    raise PeriodError(f"bad period {label!r}: {e}", label=label) from None
                 raise
             raise PeriodError(f"bad period {label!r}: {e}", label=label) from None
 
