@@ -572,6 +572,9 @@ class Process:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             line, col = _toml_pos(e)
+            if line is None:  # "at end of document": the last line
+                lines = text.splitlines() or [""]
+                line, col = len(lines), len(lines[-1]) + 1
             raise ProcessFileError(path or "<string>", f"invalid TOML: {e}", line=line, column=col) from None
         try:
             return cls.from_dict(data, guards=guards, source=path)
