@@ -163,18 +163,20 @@ def decode_event(d: Mapping[str, Any]) -> DealEvent:
 
 
 def encode_entity(obj: Any) -> dict[str, Any]:
-    """An entity (Account, Contact, Team, Rep, Product, Activity) as a dict with ``kind``."""
+    """An entity (Account, Contact, Team, Rep, Product, Activity) as a dict; ``entity`` names
+    its type (``decode_entity`` reads it back)."""
     kind = ENTITY_KIND.get(type(obj))
     if kind is None:
         raise TypeError(f"not an entity: {type(obj).__name__}")
-    out: dict[str, Any] = {"kind": kind}
+    # "entity" names the type; "kind" too, except for an Activity, whose own field it is
+    out: dict[str, Any] = {"kind": kind, "entity": kind}
     for a in attrs.fields(type(obj)):
         out[a.name] = encode_value(getattr(obj, a.name))
     return out
 
 
 def decode_entity(d: Mapping[str, Any], cls: type[T] | None = None) -> T:
-    typ = cls or ENTITY_TYPES[d["kind"]]
+    typ = cls or ENTITY_TYPES[d.get("entity") or d["kind"]]
     names = {a.name for a in attrs.fields(typ)}
     kw = {k: decode_value(v) for k, v in d.items() if k in names}
     for k in ("external_ids", "custom"):
