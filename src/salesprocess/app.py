@@ -22,6 +22,7 @@ from .model import Deal, EventSource
 from .process import Process
 
 if TYPE_CHECKING:
+    from .goals import Goal, Progress
     from .kpi.registry import KpiRegistry
 
 __all__ = ["AdapterSpec", "SalesProcess"]
@@ -297,6 +298,44 @@ class SalesProcess:
                 if v:
                     probs.append(Problem("veto", "veto", str(v)))
         return probs
+
+    def goal_progress(
+        self,
+        goal: Goal,
+        store: Any,
+        asof: datetime,
+        *,
+        since: datetime | None = None,
+        data: Any = None,
+        **options: Any,
+    ) -> Progress:
+        """:func:`salesprocess.goals.progress` of ``goal`` at ``asof`` (computed from ``data`` when
+        given, else from ``store``), firing ``salesprocess_goal_milestone`` for each milestone
+        newly reached: reached at ``asof`` but not at ``since`` when ``since`` is given; otherwise
+        reached and not yet recorded in the store document ``("goal_milestone", goal.id)``, which
+        is updated after every listener returned (a listener that raises sees the milestone
+        again on the next call). ``options`` go to ``progress`` (``pace``, ``calendar``, ``tz``...).
+        """
+        from decimal import Decimal
+
+        from .goals import progress
+
+        src = store if data is None else data
+        p = progress(goal, src, asof, registry=self.kpis, **options)
+        if since is not None:
+            before = progress(goal, src, since, registry=self.kpis, **options)
+            new = [m for m in p.milestones if m not in before.milestones]
+            record = None
+        else:
+            doc = store.get_document("goal_milestone", goal.id) or {}
+            done = {Decimal(x) for x in doc.get("reached", [])}
+            new = [m for m in p.milestones if m not in done]
+            record = sorted(done | set(new))
+        for m in new:
+            self.pm.hook.salesprocess_goal_milestone(goal=goal, milestone=m, progress=p)
+        if record is not None and new:
+            store.put_document("goal_milestone", goal.id, {"reached": [str(m) for m in record]})
+        return p
 
     def notify_saved(self, deal: Deal, events: Sequence[Any], store: Any) -> None:
         if self._has_saved:

@@ -15,6 +15,8 @@ from ._util import CLIError
 COMMANDS: tuple[str, ...] = (
     "process_cmd",
     "kpi_cmd",
+    "goals_cmd",
+    "funnel_cmd",
 )
 
 

@@ -7,8 +7,9 @@ after ``end`` is read) is listed **once**, under the first reason that applies i
 2. ``lost`` — open (or not yet created) at ``start``, lost at ``end``;
 3. ``new`` — created after ``start`` and open at ``end``;
 4. ``reopened`` — closed at ``start``, open at ``end``;
-5. ``pushed`` — open at both, expected close date later (slipped; a date removed counts as pushed);
-6. ``pulled_in`` — open at both, expected close date earlier (or newly set);
+5. ``pushed`` — open at both, expected close date later (slipped);
+6. ``pulled_in`` — open at both, expected close date earlier (a close date set or removed in
+   between is neither);
 7. ``amount_up`` / 8. ``amount_down`` — open at both, amount higher / lower (same currency);
 9. ``stage_forward`` / 10. ``stage_back`` — open at both, a later / earlier stage in the process;
 11. ``forecast_up`` / 12. ``forecast_down`` — forecast category moved up / down the ladder
@@ -157,12 +158,10 @@ def _reasons(
             return [R.WON if after.status is DealStatus.WON else R.LOST]
         return []
     b = before
-    if b.close_date != after.close_date:
-        if after.close_date is None or (
-            b.close_date is not None and after.close_date > b.close_date
-        ):
+    if b.close_date is not None and after.close_date is not None:
+        if after.close_date > b.close_date:
             out.append(R.PUSHED)
-        else:
+        elif after.close_date < b.close_date:
             out.append(R.PULLED_IN)
     if (
         b.amount is not None

@@ -15,7 +15,8 @@ For each step ``s`` (rank ``r``):
 - ``lost`` — lost deals whose furthest step is ``s``; ``drop_off = lost / reached``.
 - ``open`` — deals still open whose furthest step is ``s``.
 - ``median_days``, ``p75_days``, ``p90_days`` — time in ``s`` over the cohort's completed stays
-  (entered → left; a deal still in ``s`` is not counted), percentiles by linear interpolation.
+  (entered → left; a deal still in ``s`` is not counted), percentiles by linear interpolation;
+  none for the won step.
 
 The **bottleneck** is the open stage whose drop-off exceeds the scope's own history the most: the
 history is the same funnel over the scope's deals created before the window (as known at
@@ -194,7 +195,8 @@ def build_funnel(
         if p.furthest >= 0 and p.status is DealStatus.OPEN:
             opened[p.furthest] += 1
         for r, us in p.stays:
-            durations[r].append(us)
+            if r < n - 1:  # the won step is not a stage deals spend time in
+                durations[r].append(us)
     base: list[Decimal | None] = [None] * n
     if history is not None:
         hr, hl = tally(history)
