@@ -28,6 +28,10 @@ behind them sits in attributes so programs never parse messages.
     │   └── SchemaError                       the store's schema is newer/unknown
     ├── ImportDataError                       a batch import found bad rows (carries the report)
     └── AdapterError                          a CRM/notifier adapter failed (vendor code, request id)
+        ├── AuthError                         credentials refused or expired beyond refresh
+        ├── RateLimited                       the vendor throttled us (retry_after, quota policy)
+        ├── RemoteValidationError (ValueError) the vendor refused the data we sent
+        └── RemoteUnavailable                 5xx, timeout, broken response: retries ran out
 
 ``InvalidMoneyError`` is raised as ``TypeError`` for wrong types (float, bool) and as ``ValueError``
 for wrong values (NaN, Infinity): it subclasses both so either ``except`` catches it.
@@ -40,6 +44,7 @@ from typing import Any
 
 __all__ = [
     "AdapterError",
+    "AuthError",
     "ConflictError",
     "CurrencyMismatchError",
     "DefinitionError",
@@ -56,6 +61,9 @@ __all__ = [
     "PluginValidationError",
     "Problem",
     "ProcessFileError",
+    "RateLimited",
+    "RemoteUnavailable",
+    "RemoteValidationError",
     "ReplayError",
     "SalesProcessError",
     "SchemaError",
@@ -297,3 +305,65 @@ class AdapterError(SalesProcessError):
         self.vendor_code = vendor_code
         self.request_id = request_id
         super().__init__(message)
+
+
+class AuthError(AdapterError):
+    """The vendor refused our credentials (missing, wrong, or expired and not refreshable).
+
+    Never carries the credential itself: messages, ``repr`` and attributes hold only the vendor's
+    code and correlation id.
+    """
+
+    def __init__(
+        self, message: str, *, vendor_code: str | None = None, request_id: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.status = status
+        super().__init__(message, vendor_code=vendor_code, request_id=request_id)
+
+
+class RateLimited(AdapterError):
+    """The vendor throttled us and retrying did not help, or the quota is spent for the day.
+
+    ``retry_after`` is the wait the vendor asked for in seconds (``None`` when unknown);
+    ``policy`` names the vendor's limit (``TEN_SECONDLY_ROLLING``, ``DAILY``, ``TotalRequests``);
+    ``retriable`` is false for daily quotas, where waiting minutes will not help.
+    """
+
+    def __init__(
+        self, message: str, *, vendor_code: str | None = None, request_id: str | None = None,
+        retry_after: float | None = None, policy: str | None = None, retriable: bool = True,
+        status: int | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        self.policy = policy
+        self.retriable = retriable
+        self.status = status
+        super().__init__(message, vendor_code=vendor_code, request_id=request_id)
+
+
+class RemoteValidationError(AdapterError, ValueError):
+    """The vendor refused what we sent (HTTP 400-class, or a per-record batch failure).
+
+    ``fields`` names the vendor fields the vendor blamed, when it said.
+    """
+
+    def __init__(
+        self, message: str, *, vendor_code: str | None = None, request_id: str | None = None,
+        fields: Sequence[str] = (), status: int | None = None,
+    ) -> None:
+        self.fields: tuple[str, ...] = tuple(fields)
+        self.status = status
+        super().__init__(message, vendor_code=vendor_code, request_id=request_id)
+
+
+class RemoteUnavailable(AdapterError):
+    """The vendor could not be reached or answered with 5xx, a timeout or a broken body, and
+    retries ran out. ``status`` is the last HTTP status (``None`` for timeouts and network errors)."""
+
+    def __init__(
+        self, message: str, *, vendor_code: str | None = None, request_id: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.status = status
+        super().__init__(message, vendor_code=vendor_code, request_id=request_id)

@@ -168,3 +168,47 @@ def salesprocess_goal_milestone(goal: Any, milestone: Decimal, progress: Any) ->
     :param progress: the :class:`~salesprocess.goals.Progress` that crossed it.
     :returns: nothing.
     """
+
+
+@hookspec
+def salesprocess_sync_conflict(connection: str, conflict: Any) -> None:
+    """Be told that a sync found a field changed on both sides (CRM and local) to different values.
+
+    Fires from :class:`~salesprocess.sync.SyncEngine` (when it was given the shell as ``app``) once
+    per conflict, after the page that resolved it committed. The conflict is already settled by
+    the connection's policy and kept in the conflict report; this hook is for notifications.
+
+    :param connection: the connection's name.
+    :param conflict: a :class:`~salesprocess.sync.Conflict` with both values and the winner.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_sync_bypass(connection: str, bypass: Any, deal: Deal) -> None:
+    """Be told that the CRM moved a deal in a way the local process does not allow.
+
+    Fires from :class:`~salesprocess.sync.SyncEngine` once per bypass (a skipped stage, a move
+    backwards, unmet entry criteria, a reopen the process forbids...), after the page that
+    brought the move committed. The move itself was accepted as a fact; the bypass is kept in
+    the bypass report.
+
+    :param connection: the connection's name.
+    :param bypass: a :class:`~salesprocess.sync.Bypass` describing the move and what it broke.
+    :param deal: the deal as saved, the move included.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_sync_finished(connection: str, direction: str, summary: Any) -> None:
+    """Be told that a pull or a push of a connection completed.
+
+    Fires from :class:`~salesprocess.sync.SyncEngine` after a pull or push that ran to the end
+    (not after a dry run, and not when it failed part-way).
+
+    :param connection: the connection's name.
+    :param direction: ``"pull"`` or ``"push"``.
+    :param summary: the :class:`~salesprocess.sync.PullSummary` or :class:`~salesprocess.sync.PushSummary`.
+    :returns: nothing.
+    """
