@@ -25,6 +25,7 @@ behind them sits in attributes so programs never parse messages.
     ├── StoreError                            persistence failed
     │   ├── NotFoundError (KeyError)          no record with that id
     │   ├── ConflictError                     optimistic concurrency: a stale version was written
+    │   │   └── BatchConflictError            ... several of them, in one batch
     │   └── SchemaError                       the store's schema is newer/unknown
     ├── ImportDataError                       a batch import found bad rows (carries the report)
     └── AdapterError                          a CRM/notifier adapter failed (vendor code, request id)
@@ -45,6 +46,7 @@ from typing import Any
 __all__ = [
     "AdapterError",
     "AuthError",
+    "BatchConflictError",
     "ConflictError",
     "CurrencyMismatchError",
     "DefinitionError",
@@ -279,6 +281,27 @@ class ConflictError(StoreError):
         super().__init__(
             f"{kind} {key!r}: expected version {expected}, store has {actual}; reload and retry"
         )
+
+
+class BatchConflictError(ConflictError):
+    """Several writes of one batch were stale or clashed; nothing of the batch was written.
+
+    ``conflicts`` holds one :class:`ConflictError` per problem, in batch order; ``kind``, ``key``,
+    ``expected`` and ``actual`` are those of the first.
+    """
+
+    def __init__(self, conflicts: Sequence[ConflictError]) -> None:
+        self.conflicts: tuple[ConflictError, ...] = tuple(conflicts)
+        if not self.conflicts:
+            raise ValueError("BatchConflictError needs at least one conflict")
+        first = self.conflicts[0]
+        super().__init__(first.kind, first.key, first.expected, first.actual)
+        shown = "; ".join(str(c) for c in self.conflicts[:5])
+        more = f" (and {len(self.conflicts) - 5} more)" if len(self.conflicts) > 5 else ""
+        self.args = (f"{len(self.conflicts)} conflicts, nothing written: {shown}{more}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class SchemaError(StoreError):

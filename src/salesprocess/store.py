@@ -17,14 +17,14 @@ import copy
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from .codec import ENTITY_KIND
 from .errors import ConflictError, DomainError, NotFoundError
-from .model import Activity, Deal, DealEvent, DealStatus, replay
+from .model import Deal, DealEvent, DealStatus
 from .periods import Period
 from .process import Process
 
@@ -173,9 +173,12 @@ def match_deal(d: Deal, f: DealFilter, team_of: Mapping[str, str | None]) -> boo
         return False
     if f.updated_since is not None and d.updated_at < f.updated_since:
         return False
-    if f.created_in is not None and d.created_at.date() not in f.created_in:
+    # periods are calendar days in UTC, the zone every store keeps instants in
+    if f.created_in is not None and d.created_at.astimezone(UTC).date() not in f.created_in:
         return False
-    if f.closed_in is not None and (d.closed_at is None or d.closed_at.date() not in f.closed_in):
+    if f.closed_in is not None and (
+        d.closed_at is None or d.closed_at.astimezone(UTC).date() not in f.closed_in
+    ):
         return False
     return not (f.external_source is not None and f.external_source not in d.external_ids)
 
@@ -271,23 +274,32 @@ class MemoryStore:
         with self.transaction():
             have = self._deals.get(deal.id)
             check_append(deal, None if have is None else have.version, expected_version)
+            for src, ext in deal.external_ids.items():  # check every clash before changing anything
+                other = self._ext.get((src, str(ext)))
+                if other is not None and other != deal.id:
+                    raise ConflictError("deal external id", f"{src}:{ext}", 0, None)
             if have is not None:
                 for src, ext in have.external_ids.items():
                     self._ext.pop((src, str(ext)), None)
             for src, ext in deal.external_ids.items():
-                other = self._ext.get((src, str(ext)))
-                if other is not None and other != deal.id:
-                    raise ConflictError("deal external id", f"{src}:{ext}", 0, None)
                 self._ext[(src, str(ext))] = deal.id
             self._deals[deal.id] = deal
             return deal
 
     def save_deals(self, items: Iterable[tuple[Deal, int | None]]) -> int:
         n = 0
-        with self.transaction():
-            for d, v in items:
-                self.save_deal(d, expected_version=v)
-                n += 1
+        with self._lock:
+            # all or nothing, also inside an enclosing transaction (which may carry on)
+            snap = (dict(self._deals), dict(self._ext)) if self._depth else None
+            try:
+                with self.transaction():
+                    for d, v in items:
+                        self.save_deal(d, expected_version=v)
+                        n += 1
+            except BaseException:
+                if snap is not None:
+                    self._deals, self._ext = snap
+                raise
         return n
 
     def get_deal(self, deal_id: str) -> Deal:

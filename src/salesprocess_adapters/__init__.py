@@ -6,4 +6,8 @@ imported inside factories so importing a plugin module stays cheap.
 
 from __future__ import annotations
 
-FIRST_PARTY: tuple[str, ...] = ("salesprocess_adapters.memory",)
+FIRST_PARTY: tuple[str, ...] = (
+    "salesprocess_adapters.memory",
+    "salesprocess_adapters.sqlite",
+    "salesprocess_adapters.postgres",
+)

@@ -1,0 +1,999 @@
+"""What the SQL stores share: schema ideas, row encoding, the deal write paths, streaming reads.
+
+A deal lives in two places that are written in one transaction: its events (``deal_events``, the
+truth; reading a deal replays them) and its current state (``deals``, one row per deal with a
+column per field that reports filter or group by). The dialect modules (:mod:`.sqlite`,
+:mod:`.postgres`) supply the connection, the column types and a handful of value conversions.
+
+Reads stream by keyset pagination: each page is a short query ``... WHERE key > last ORDER BY key
+LIMIT n``, so memory stays flat, no cursor is held open between pages and the caller may write
+to the store while iterating.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import json.encoder
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+
+from salesprocess.codec import ENTITY_KIND, decode_entity, decode_event, encode_entity, encode_value
+from salesprocess.errors import (
+    BatchConflictError,
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    SalesProcessError,
+    SchemaError,
+    StoreError,
+)
+from salesprocess.guards import GuardRegistry, builtin_registry
+from salesprocess.model import (
+    Deal,
+    DealEvent,
+    DealStatus,
+    DetailsChanged,
+    EventSource,
+    ForecastCategory,
+    FrozenMap,
+    ProcessMigrated,
+    StageChanged,
+    replay,
+)
+from salesprocess.money import CURRENCY_MINOR_UNITS, Money, Rate
+from salesprocess.periods import Period, require_aware
+from salesprocess.process import Process
+from salesprocess.store import DealFilter, make_filter
+
+E = TypeVar("E")
+
+Row = tuple[Any, ...]
+
+def _make_dumps() -> Callable[[Any], str]:
+    enc = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    # the C encoder, built once (JSONEncoder.encode builds a new one on every call)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or escape is None:  # pragma: no cover - CPython has both
+        return enc.encode
+    it = make(None, enc.default, escape, None, ":", ",", False, False, True)
+
+    def dumps(obj: Any) -> str:
+        if obj.__class__ is not dict:
+            return enc.encode(obj)
+        return "".join(it(obj, 0))
+
+    return dumps
+
+
+_DUMPS = _make_dumps()
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON text (UTF-8 kept as is)."""
+    return _DUMPS(obj)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema description shared by both dialects
+# ------------------------------------------------------------------------------------------------
+
+DEAL_COLUMNS: tuple[str, ...] = (
+    "id", "process", "process_version", "name", "stage", "status",
+    "amount", "currency", "close_date", "owner_id", "account_id",
+    "probability", "probability_source", "forecast_category",
+    "created_at", "stage_entered_at", "closed_at", "updated_at", "version", "data",
+)  # fmt: skip
+EVENT_COLUMNS: tuple[str, ...] = (
+    "deal_id", "seq", "kind", "at", "actor", "source", "from_stage", "to_stage", "data",
+)  # fmt: skip
+EXT_COLUMNS: tuple[str, ...] = ("source", "external_id", "deal_id")
+
+ENTITY_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "account": ("accounts", ("owner_id", "parent_id")),
+    "contact": ("contacts", ("account_id",)),
+    "team": ("teams", ("parent_id", "manager_id")),
+    "rep": ("reps", ("team_id", "manager_id")),
+    "product": ("products", ("family",)),
+    "activity": ("activities", ("deal_id", "account_id", "contact_id", "owner_id", "kind", "status", "at")),
+}
+"""Entity kind → (table, indexed columns). Every table also has ``id`` and ``data`` (the whole
+entity as JSON); the indexed columns copy attributes that reads filter on."""
+
+OWN_TABLES: tuple[str, ...] = ("deals", "deal_events", "deal_external_ids", "processes", "documents")
+
+
+@attrs.frozen
+class Migration:
+    """One forward step of a store schema: SQL statements and/or Python steps ``step(store)``."""
+
+    version: int
+    description: str
+    steps: tuple[str | Callable[[Any], None], ...]
+
+
+def utc_day_start(d: date) -> datetime:
+    return datetime.combine(d, time(), UTC)
+
+
+_EXACT = decimal.Context(
+    prec=80, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
+    traps=[decimal.Inexact, decimal.Overflow, decimal.InvalidOperation],
+)  # fmt: skip
+
+
+def amount_minor(amount: Decimal, currency: str | None) -> int | None:
+    """``amount`` in integer minor units of ``currency`` when that is exact and fits 64 bits."""
+    exp = CURRENCY_MINOR_UNITS.get(currency) if currency is not None else None
+    if exp is None or amount.adjusted() > 18:
+        return None
+    try:
+        scaled = amount.scaleb(exp, _EXACT)
+    except decimal.DecimalException:
+        return None
+    n = int(scaled)
+    return n if n == scaled and -(2**63) <= n < 2**63 else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Event encoding (the hot path of bulk saves)
+# ------------------------------------------------------------------------------------------------
+
+
+def _enum(v: Any) -> Any:
+    return v.value
+
+
+def _enc_map(v: FrozenMap) -> dict[str, Any]:
+    return {"$map": {k: x if x.__class__ in _PLAIN else _enc(x) for k, x in v.to_dict().items()}}
+
+
+def _enc_seq(v: Sequence[Any]) -> list[Any]:
+    return [x if x.__class__ in _PLAIN else _enc(x) for x in v]
+
+
+_PLAIN: frozenset[type] = frozenset({str, int, bool, type(None)})
+_FAST: dict[type, Callable[[Any], Any]] = {
+    Money: lambda v: {"$money": [str(v.amount), v.currency]},
+    Rate: lambda v: {"$rate": str(v.value)},
+    Decimal: lambda v: {"$dec": str(v)},
+    date: lambda v: {"$date": v.isoformat()},
+    FrozenMap: _enc_map,
+    tuple: _enc_seq,
+    list: _enc_seq,
+    DealStatus: _enum,
+    EventSource: _enum,
+    ForecastCategory: _enum,
+}
+
+
+def _enc(v: Any) -> Any:
+    """:func:`salesprocess.codec.encode_value`, with the common types looked up first."""
+    f = _FAST.get(v.__class__)
+    return encode_value(v) if f is None else f(v)
+
+
+def event_data(e: DealEvent) -> tuple[dict[str, Any], str | None, str | None]:
+    """The JSON payload of an event (what :func:`salesprocess.codec.decode_event` reads back)
+    and its from/to stage (stage changes and process migrations only)."""
+    plain = _PLAIN
+    data = {k: v if v.__class__ in plain else _enc(v) for k, v in e.payload().items()}
+    if isinstance(e, StageChanged | ProcessMigrated):
+        return data, e.from_stage, e.to_stage
+    return data, None, None
+
+
+def touches_external_ids(events: Sequence[DealEvent]) -> bool:
+    return any(isinstance(e, DetailsChanged) and "external_ids" in e.changes for e in events)
+
+
+def deal_rest(d: Deal) -> str:
+    """The deal fields without their own column, as JSON."""
+    out: dict[str, Any] = {}
+    if d.competitors:
+        out["competitors"] = list(d.competitors)
+    if d.lost_reason is not None:
+        out["lost_reason"] = d.lost_reason
+    if d.contact_ids:
+        out["contact_ids"] = list(d.contact_ids)
+    if d.product_ids:
+        out["product_ids"] = list(d.product_ids)
+    if d.checklist:
+        out["checklist"] = sorted(d.checklist)
+    if d.custom:
+        out["custom"] = _enc_map(d.custom)["$map"]
+    if d.external_ids:
+        out["external_ids"] = _enc_map(d.external_ids)["$map"]
+    return _DUMPS(out) if out else "{}"
+
+
+class _FastPathFailed(Exception):
+    """The bulk path met something it does not handle; the careful path takes over."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The store
+# ------------------------------------------------------------------------------------------------
+
+
+class SQLStore:
+    """Base of the SQL stores. Subclasses set the class attributes and the dialect hooks."""
+
+    dialect: ClassVar[str] = "sql"
+    """``sqlite`` or ``postgresql``: the SQL dialect :meth:`query` speaks."""
+    capabilities: frozenset[str] = frozenset()
+    MIGRATIONS: ClassVar[tuple[Migration, ...]] = ()
+    AMOUNT_COLUMNS: ClassVar[tuple[str, ...]] = ("amount", "currency")
+    page_size: int = 500
+    """Deals (or entities, documents) per page of a streaming read."""
+    chunk_size: int = 5000
+    """Deals written per statement batch by :meth:`save_deals`."""
+
+    _integrity_errors: tuple[type[BaseException], ...] = ()
+    _driver_errors: tuple[type[BaseException], ...] = ()
+    _BEGIN: ClassVar[str] = "BEGIN"
+
+    def __init__(self, *, guards: GuardRegistry | None = None, app: Any = None) -> None:
+        if guards is None:
+            guards = app.guards if app is not None else builtin_registry()
+        self._guards = guards
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._savepoints = 0
+        self._closed = False
+        self._processes: dict[tuple[str, int], Process] = {}
+        self._sqlcache: dict[str, str] = {}
+        self._deal_cols = DEAL_COLUMNS[:6] + self.AMOUNT_COLUMNS + DEAL_COLUMNS[8:]
+        ph = ", ".join("?" * len(self._deal_cols))
+        cols = ", ".join(self._deal_cols)
+        self._sql_insert_deal = f"INSERT INTO deals ({cols}) VALUES ({ph}) ON CONFLICT (id) DO NOTHING"
+        sets = ", ".join(f"{c} = ?" for c in self._deal_cols[1:])
+        self._sql_update_deal = f"UPDATE deals SET {sets} WHERE id = ? AND version = ?"
+        self._sql_insert_event = (
+            f"INSERT INTO deal_events ({', '.join(EVENT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+        )
+
+    # --- dialect hooks --------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """Where the data lives (a file path, a server and schema), for messages."""
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        """``sql`` written with ``?`` placeholders, in this dialect's paramstyle."""
+        return sql
+
+    def _cursor_exec(self, sql: str, params: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def _cursor_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    def _insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        self._cursor_many(self._q(sql), rows)
+
+    def _ts(self, at: datetime) -> Any:
+        """An instant as a parameter."""
+        raise NotImplementedError
+
+    def _ts_out(self, v: Any) -> datetime:
+        raise NotImplementedError
+
+    def _date(self, d: date) -> Any:
+        raise NotImplementedError
+
+    def _amount(self, m: Money) -> tuple[Any, ...]:
+        """The values of :attr:`AMOUNT_COLUMNS` for a deal amount."""
+        raise NotImplementedError
+
+    def _num(self, d: Decimal) -> Any:
+        raise NotImplementedError
+
+    def _json_out(self, v: Any) -> Any:
+        raise NotImplementedError
+
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition ``column IN values`` with one parameter, whatever the number of values."""
+        raise NotImplementedError
+
+    def _table_exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _lock_schema(self) -> None:
+        """Serialise schema migrations of concurrent openers (inside the migration transaction)."""
+
+    def _close_connection(self) -> None:
+        raise NotImplementedError
+
+    def _translate(self, e: BaseException) -> StoreError:
+        return StoreError(f"{self.where}: {type(e).__name__}: {e}")
+
+    def reopen(self) -> SQLStore:
+        """A new, independent handle (its own connection) on the same database."""
+        raise NotImplementedError
+
+    # --- low level ------------------------------------------------------------------------------
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self._cursor_exec(self._q(sql), params).rowcount)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        return self._cursor_many(self._q(sql), rows)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(self._cursor_exec(self._q(sql), params).fetchall())
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        r = self._cursor_exec(self._q(sql), params).fetchone()
+        return None if r is None else tuple(r)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Driver errors become :class:`StoreError` (our own errors pass through)."""
+        if self._closed:
+            raise StoreError(f"{self.where}: the store is closed")
+        try:
+            yield
+        except SalesProcessError:
+            raise
+        except self._driver_errors as e:
+            raise self._translate(e) from e
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection. Closing twice is harmless."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close_connection()
+
+    def __enter__(self) -> SQLStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        with self._lock, self._guard():
+            return self._read_schema_version() or 0
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one SQL statement of this store's :attr:`dialect` (with its own paramstyle: ``?``
+        for SQLite, ``%s`` for PostgreSQL) and return the rows. Meant for reports that group in
+        the database; the tables are described in the stores reference."""
+        with self._lock, self._guard():
+            cur = self._cursor_exec(sql, params)
+            return [tuple(r) for r in cur.fetchall()] if cur.description is not None else []
+
+    # --- transactions ---------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all of them commit, or none does. Nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self._guard():
+                self._cursor_exec(self._BEGIN, ())
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._savepoints = 0
+                with self._guard():
+                    self._cursor_exec("ROLLBACK", ())
+                raise
+            self._depth = 0
+            self._savepoints = 0
+            try:
+                with self._guard():
+                    self._cursor_exec("COMMIT", ())
+            except BaseException:
+                try:
+                    self._cursor_exec("ROLLBACK", ())
+                except self._driver_errors:
+                    pass
+                raise
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One operation: its own transaction, or a savepoint inside the caller's, so that a
+        failed operation leaves nothing behind while the outer transaction carries on."""
+        with self._lock:
+            if not self._depth:
+                with self.transaction():
+                    yield
+                return
+            self._savepoints += 1
+            name = f"sp_{self._savepoints}"
+            self._cursor_exec(f"SAVEPOINT {name}", ())
+            try:
+                yield
+            except BaseException:
+                self._cursor_exec(f"ROLLBACK TO SAVEPOINT {name}", ())
+                self._cursor_exec(f"RELEASE SAVEPOINT {name}", ())
+                raise
+            self._cursor_exec(f"RELEASE SAVEPOINT {name}", ())
+
+    # --- schema ---------------------------------------------------------------------------------
+    def _read_schema_version(self) -> int | None:
+        if not self._table_exists("schema_meta"):
+            return None
+        r = self._one("SELECT value FROM schema_meta WHERE key = 'schema_version'")
+        return None if r is None else int(r[0])
+
+    def _migrate(self, target: int | None = None) -> None:
+        """Bring the schema to ``target`` (default: the newest) by forward migrations."""
+        latest = self.MIGRATIONS[-1].version
+        target = latest if target is None else target
+        with self._lock, self._guard():
+            if self._read_schema_version() == target:
+                return
+            with self.transaction():
+                self._lock_schema()
+                current = self._read_schema_version()
+                if current is None:
+                    found = [t for t in OWN_TABLES if self._table_exists(t)]
+                    if found:
+                        raise SchemaError(
+                            f"{self.where}: has table(s) {', '.join(found)} but no schema_meta "
+                            "table; it is not a salesprocess store (or it is damaged)"
+                        )
+                    self._exec(
+                        "CREATE TABLE schema_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                    )
+                    self._exec(
+                        "INSERT INTO schema_meta (key, value) VALUES ('schema_version', '0')"
+                    )
+                    current = 0
+                if current > latest:
+                    raise SchemaError(
+                        f"{self.where}: schema version {current} is newer than this version of "
+                        f"salesprocess supports ({latest}); upgrade salesprocess to open it"
+                    )
+                for m in self.MIGRATIONS:
+                    if current < m.version <= target:
+                        for step in m.steps:
+                            if isinstance(step, str):
+                                self._exec(step)
+                            else:
+                                step(self)
+                        current = m.version
+                self._exec(
+                    "UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", (str(current),)
+                )
+
+    # --- processes ------------------------------------------------------------------------------
+    def save_process(self, process: Process) -> None:
+        """Store a process version; the same (key, version) with other content raises
+        :class:`ConflictError`, identical content is a no-op."""
+        text = _DUMPS(process.to_dict())
+        with self._guard(), self._atomic():
+            n = self._exec(
+                "INSERT INTO processes (key, version, definition) VALUES (?, ?, ?) "
+                "ON CONFLICT (key, version) DO NOTHING",
+                (process.key, process.version, text),
+            )
+            if n == 0:
+                r = self._one(
+                    "SELECT definition FROM processes WHERE key = ? AND version = ?",
+                    (process.key, process.version),
+                )
+                assert r is not None
+                if self._json_out(r[0]) != json.loads(text):
+                    raise ConflictError(
+                        "process", f"{process.key} v{process.version}", process.version, process.version
+                    )
+
+    def get_process(self, key: str, version: int | None = None) -> Process:
+        """A process version (the latest when ``version`` is None)."""
+        with self._lock, self._guard():
+            if version is None:
+                r = self._one("SELECT max(version) FROM processes WHERE key = ?", (key,))
+                if r is None or r[0] is None:
+                    raise NotFoundError("process", key)
+                version = int(r[0])
+            p = self._processes.get((key, version))
+            if p is not None:
+                return p
+            r = self._one(
+                "SELECT definition FROM processes WHERE key = ? AND version = ?", (key, version)
+            )
+            if r is None:
+                raise NotFoundError("process", f"{key} v{version}")
+            p = Process.from_dict(
+                self._json_out(r[0]), guards=self._guards, source=f"{self.where} process {key} v{version}"
+            )
+            self._processes[(key, version)] = p
+            return p
+
+    def process_versions(self, key: str) -> list[int]:
+        with self._lock, self._guard():
+            rows = self._rows("SELECT version FROM processes WHERE key = ? ORDER BY version", (key,))
+        return [int(r[0]) for r in rows]
+
+    def process_keys(self) -> list[str]:
+        with self._lock, self._guard():
+            rows = self._rows("SELECT DISTINCT key FROM processes ORDER BY key")
+        return [r[0] for r in rows]
+
+    # --- deal rows ------------------------------------------------------------------------------
+    def _deal_row(self, d: Deal, memo: dict[int, Any] | None = None) -> Row:
+        """The state row of a deal; ``memo`` caches instant conversions by object (a deal's state
+        instants are the very objects its events carry)."""
+        if memo is None:
+            memo = {}
+        ts = self._ts
+
+        def t(at: datetime) -> Any:
+            v = memo.get(id(at))
+            if v is None:
+                v = memo[id(at)] = ts(at)
+            return v
+
+        amt = d.amount
+        amount = (None,) * len(self.AMOUNT_COLUMNS) if amt is None else self._amount(amt)
+        return (
+            d.id, d.process, d.process_version, d.name, d.stage, d.status.value,
+            *amount,
+            None if d.close_date is None else self._date(d.close_date),
+            d.owner_id, d.account_id,
+            None if d.probability is None else self._num(d.probability.value),
+            None if d.probability_source is None else d.probability_source.value,
+            None if d.forecast_category is None else d.forecast_category.value,
+            t(d.created_at), t(d.stage_entered_at),
+            None if d.closed_at is None else t(d.closed_at),
+            t(d.events[-1].at), len(d.events), deal_rest(d),
+        )  # fmt: skip
+
+    def _event_rows(
+        self, deal_id: str, events: Sequence[DealEvent], start: int, out: list[Row],
+        memo: dict[int, Any] | None = None,
+    ) -> None:
+        ts = self._ts
+        dumps = _DUMPS
+        seq = start
+        for e in events:
+            seq += 1
+            data, from_stage, to_stage = event_data(e)
+            at = e.at
+            if memo is None:
+                v = ts(at)
+            else:
+                v = memo.get(id(at))
+                if v is None:
+                    v = memo[id(at)] = ts(at)
+            out.append((deal_id, seq, e.kind, v, e.actor, e.source.value, from_stage, to_stage, dumps(data)))
+
+    def _decode_events(self, rows: Iterable[Row]) -> list[DealEvent]:
+        out = self._ts_out
+        return [
+            decode_event(
+                {"deal_id": r[0], "kind": r[2], "at": out(r[3]), "actor": r[4], "source": r[5], "data": r[8]}
+            )
+            for r in rows
+        ]
+
+    def _conflict(self, deal_id: str, expected: int | None) -> ConflictError:
+        r = self._one("SELECT version FROM deals WHERE id = ?", (deal_id,))
+        return ConflictError("deal", deal_id, expected or 0, None if r is None else int(r[0]))
+
+    # --- deal writes ----------------------------------------------------------------------------
+    def save_deal(self, deal: Deal, *, expected_version: int | None) -> Deal:
+        """Append the deal's events past ``expected_version`` and store its state atomically."""
+        with self._guard():
+            self._save_one(deal, expected_version)
+        return deal
+
+    def _save_one(self, deal: Deal, expected: int | None) -> None:
+        start = expected or 0
+        if deal.version < start:
+            c = self._conflict(deal.id, expected)
+            if c.actual != expected:
+                raise c
+            raise DomainError(f"deal {deal.id} has {deal.version} events, fewer than expected version {start}")
+        new_events = deal.events[start:]
+        memo: dict[int, Any] = {}
+        events: list[Row] = []
+        self._event_rows(deal.id, new_events, start, events, memo)
+        row = self._deal_row(deal, memo)
+        with self._atomic():
+            if expected is None:
+                n = self._exec(self._sql_insert_deal, row)
+            else:
+                n = self._exec(self._sql_update_deal, (*row[1:], deal.id, expected))
+            if n != 1:
+                raise self._conflict(deal.id, expected)
+            if expected is None or touches_external_ids(new_events):
+                if expected is not None:
+                    self._exec("DELETE FROM deal_external_ids WHERE deal_id = ?", (deal.id,))
+                for src, ext in deal.external_ids.items():
+                    n = self._exec(
+                        "INSERT INTO deal_external_ids (source, external_id, deal_id) VALUES (?, ?, ?) "
+                        "ON CONFLICT (source, external_id) DO NOTHING",
+                        (src, str(ext), deal.id),
+                    )
+                    if n != 1:
+                        raise ConflictError("deal external id", f"{src}:{ext}", 0, None)
+            self._many(self._sql_insert_event, events)
+
+    def save_deals(self, items: Iterable[tuple[Deal, int | None]]) -> int:
+        """Save many deals in one transaction (all or nothing); returns how many were written.
+
+        Every conflict of the batch is reported: one as :class:`ConflictError`, several as
+        :class:`BatchConflictError`.
+        """
+        total = 0
+        conflicts: list[ConflictError] = []
+        with self._guard(), self._atomic():
+            chunk: list[tuple[Deal, int | None]] = []
+            it = iter(items)
+            while True:
+                chunk.clear()
+                for pair in it:
+                    chunk.append(pair)
+                    if len(chunk) >= self.chunk_size:
+                        break
+                if not chunk:
+                    break
+                if not conflicts:
+                    retry: tuple[type[BaseException], ...] = (_FastPathFailed, *self._integrity_errors)
+                    try:
+                        with self._atomic():
+                            self._save_fast(chunk)
+                        total += len(chunk)
+                        continue
+                    except retry:
+                        pass
+                for deal, expected in chunk:
+                    try:
+                        self._save_one(deal, expected)
+                        total += 1
+                    except ConflictError as e:
+                        conflicts.append(e)
+            if len(conflicts) == 1:
+                raise conflicts[0]
+            if conflicts:
+                raise BatchConflictError(conflicts)
+        return total
+
+    def _save_fast(self, chunk: Sequence[tuple[Deal, int | None]]) -> None:
+        """Write a chunk with a few bulk statements; any surprise (an id twice in the chunk, a
+        stale version, a taken external id) raises and the careful path redoes the chunk."""
+        seen: set[str] = set()
+        new_rows: list[Row] = []
+        upd_rows: list[Row] = []
+        ext_rows: list[Row] = []
+        ext_clear: list[Row] = []
+        ev_rows: list[Row] = []
+        deal_row = self._deal_row
+        event_rows = self._event_rows
+        for deal, expected in chunk:
+            did = deal.id
+            if did in seen:
+                raise _FastPathFailed(did)
+            seen.add(did)
+            memo: dict[int, Any] = {}
+            if expected is None:
+                event_rows(did, deal.events, 0, ev_rows, memo)
+                new_rows.append(deal_row(deal, memo))
+                if deal.external_ids:
+                    ext_rows.extend((s, str(x), did) for s, x in deal.external_ids.items())
+            else:
+                if deal.version < expected:
+                    raise _FastPathFailed(did)  # the careful path tells a conflict from a bad call
+                new_events = deal.events[expected:]
+                event_rows(did, new_events, expected, ev_rows, memo)
+                upd_rows.append((*deal_row(deal, memo)[1:], did, expected))
+                if touches_external_ids(new_events):
+                    ext_clear.append((did,))
+                    ext_rows.extend((s, str(x), did) for s, x in deal.external_ids.items())
+        if new_rows:
+            self._insert_rows("deals", self._deal_cols, new_rows)
+        if upd_rows and self._many(self._sql_update_deal, upd_rows) != len(upd_rows):
+            raise _FastPathFailed("stale version")
+        if ext_clear:
+            self._many("DELETE FROM deal_external_ids WHERE deal_id = ?", ext_clear)
+        if ext_rows:
+            self._insert_rows("deal_external_ids", EXT_COLUMNS, ext_rows)
+        if ev_rows:
+            self._insert_rows("deal_events", EVENT_COLUMNS, ev_rows)
+
+    # --- deal reads -----------------------------------------------------------------------------
+    def get_deal(self, deal_id: str) -> Deal:
+        return replay(self.deal_events(deal_id))
+
+    def deal_events(self, deal_id: str) -> tuple[DealEvent, ...]:
+        with self._lock, self._guard():
+            rows = self._rows(
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM deal_events WHERE deal_id = ? ORDER BY seq",
+                (deal_id,),
+            )
+        if not rows:
+            raise NotFoundError("deal", deal_id)
+        return tuple(self._decode_events(rows))
+
+    def find_deal(self, source: str, external_id: str) -> Deal | None:
+        """The deal whose ``external_ids[source] == external_id``."""
+        with self._lock, self._guard():
+            r = self._one(
+                "SELECT deal_id FROM deal_external_ids WHERE source = ? AND external_id = ?",
+                (source, str(external_id)),
+            )
+            return None if r is None else self.get_deal(r[0])
+
+    def _filter_sql(self, f: DealFilter) -> tuple[str, list[Any]]:
+        conds: list[str] = []
+        params: list[Any] = []
+
+        def eq(column: str, value: Any) -> None:
+            conds.append(f"d.{column} = ?")
+            params.append(value)
+
+        if f.ids is not None:
+            c, p = self._in("d.id", list(f.ids))
+            conds.append(c)
+            params.extend(p)
+        if f.owner_id is not None:
+            eq("owner_id", f.owner_id)
+        if f.team_id is not None:
+            conds.append("d.owner_id IN (SELECT r.id FROM reps r WHERE r.team_id = ?)")
+            params.append(f.team_id)
+        if f.stage is not None:
+            eq("stage", f.stage)
+        if f.status is not None:
+            eq("status", DealStatus(f.status).value)
+        if f.process is not None:
+            eq("process", f.process)
+        if f.account_id is not None:
+            eq("account_id", f.account_id)
+        if f.updated_since is not None:
+            conds.append("d.updated_at >= ?")
+            params.append(self._ts(require_aware(f.updated_since, "updated_since")))
+        for column, period in (("created_at", f.created_in), ("closed_at", f.closed_in)):
+            if period is not None:
+                if not isinstance(period, Period):
+                    raise TypeError(f"{column[:-3]}_in: expected a Period, got {type(period).__name__}")
+                conds.append(f"d.{column} >= ? AND d.{column} < ?")
+                params += [self._ts(utc_day_start(period.start)), self._ts(utc_day_start(period.end))]
+        if f.external_source is not None:
+            conds.append(
+                "EXISTS (SELECT 1 FROM deal_external_ids x WHERE x.deal_id = d.id AND x.source = ?)"
+            )
+            params.append(f.external_source)
+        return (" AND ".join(conds) if conds else "1 = 1"), params
+
+    def deals(self, filter: DealFilter | None = None, **criteria: Any) -> Iterator[Deal]:
+        """Matching deals, streamed page by page (ordered by id)."""
+        where, params = self._filter_sql(make_filter(filter, criteria))
+        return self._iter_deals(where, params)
+
+    def _iter_deals(self, where: str, params: list[Any]) -> Iterator[Deal]:
+        page = self.page_size
+        cols = ", ".join(EVENT_COLUMNS)
+        last: str | None = None
+        while True:
+            with self._lock, self._guard():
+                if last is None:
+                    sql, p = f"SELECT d.id FROM deals d WHERE {where} ORDER BY d.id LIMIT ?", [*params, page]
+                else:
+                    sql = f"SELECT d.id FROM deals d WHERE {where} AND d.id > ? ORDER BY d.id LIMIT ?"
+                    p = [*params, last, page]
+                ids = [r[0] for r in self._rows(sql, p)]
+                if not ids:
+                    return
+                cond, ip = self._in("deal_id", ids)
+                rows = self._rows(f"SELECT {cols} FROM deal_events WHERE {cond} ORDER BY deal_id, seq", ip)
+            events = self._decode_events(rows)
+            group: list[DealEvent] = []
+            for e in events:
+                if group and e.deal_id != group[0].deal_id:
+                    yield replay(group)
+                    group = []
+                group.append(e)
+            if group:
+                yield replay(group)
+            if len(ids) < page:
+                return
+            last = ids[-1]
+
+    def count_deals(self, filter: DealFilter | None = None, **criteria: Any) -> int:
+        where, params = self._filter_sql(make_filter(filter, criteria))
+        with self._lock, self._guard():
+            r = self._one(f"SELECT count(*) FROM deals d WHERE {where}", params)
+        return 0 if r is None else int(r[0])
+
+    def events(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[DealEvent]:
+        """All deal events with ``since <= at < until``, ordered by (at, deal_id, seq), streamed."""
+        conds: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            conds.append("at >= ?")
+            params.append(self._ts(require_aware(since, "since")))
+        if until is not None:
+            conds.append("at < ?")
+            params.append(self._ts(require_aware(until, "until")))
+        return self._iter_events(conds, params)
+
+    def _iter_events(self, conds: list[str], params: list[Any]) -> Iterator[DealEvent]:
+        page = self.page_size * 4
+        cols = ", ".join(EVENT_COLUMNS)
+        last: tuple[Any, Any, Any] | None = None
+        while True:
+            c = list(conds)
+            p = list(params)
+            if last is not None:
+                c.append("(at, deal_id, seq) > (?, ?, ?)")
+                p.extend(last)
+            where = " AND ".join(c) if c else "1 = 1"
+            with self._lock, self._guard():
+                rows = self._rows(
+                    f"SELECT {cols} FROM deal_events WHERE {where} ORDER BY at, deal_id, seq LIMIT ?",
+                    [*p, page],
+                )
+            if not rows:
+                return
+            yield from self._decode_events(rows)
+            if len(rows) < page:
+                return
+            r = rows[-1]
+            last = (r[3], r[0], r[1])
+
+    # --- entities -------------------------------------------------------------------------------
+    def _kind(self, cls: type[Any]) -> str:
+        kind = ENTITY_KIND.get(cls)
+        if kind is None:
+            raise TypeError(f"not an entity type: {getattr(cls, '__name__', cls)!r}")
+        return kind
+
+    def _index_value(self, v: Any) -> Any:
+        if isinstance(v, datetime):
+            return self._ts(v)
+        if isinstance(v, str):  # StrEnum values too
+            return str(v)
+        return v
+
+    def put(self, *items: Any) -> None:
+        """Insert or replace entities (Account, Contact, Team, Rep, Product, Activity) by id."""
+        groups: dict[str, list[Row]] = {}
+        for it in items:
+            kind = ENTITY_KIND.get(type(it))
+            if kind is None:
+                raise TypeError(f"cannot store {type(it).__name__}; use save_deal for deals")
+            _, cols = ENTITY_TABLES[kind]
+            data = encode_entity(it)  # read back with decode_entity(data, cls)
+            groups.setdefault(kind, []).append(
+                (it.id, *(self._index_value(getattr(it, c)) for c in cols), _DUMPS(data))
+            )
+        with self._guard(), self._atomic():
+            for kind, rows in groups.items():
+                table, cols = ENTITY_TABLES[kind]
+                allcols = ("id", *cols, "data")
+                sets = ", ".join(f"{c} = excluded.{c}" for c in allcols[1:])
+                self._many(
+                    f"INSERT INTO {table} ({', '.join(allcols)}) VALUES ({', '.join('?' * len(allcols))}) "
+                    f"ON CONFLICT (id) DO UPDATE SET {sets}",
+                    rows,
+                )
+
+    def get(self, cls: type[E], id: str) -> E:
+        kind = self._kind(cls)
+        table, _ = ENTITY_TABLES[kind]
+        with self._lock, self._guard():
+            r = self._one(f"SELECT data FROM {table} WHERE id = ?", (id,))
+        if r is None:
+            raise NotFoundError(kind, id)
+        return decode_entity(self._json_out(r[0]), cls)
+
+    def all(self, cls: type[E], **criteria: Any) -> Iterator[E]:
+        """Entities of one type, ordered by id; ``criteria`` match attributes by equality."""
+        kind = self._kind(cls)
+        table, indexed = ENTITY_TABLES[kind]
+        names = {a.name for a in attrs.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(criteria) - names)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no attribute(s) {', '.join(unknown)}")
+        conds: list[str] = []
+        params: list[Any] = []
+        for k, v in criteria.items():
+            if k in indexed or k == "id":
+                if v is None:
+                    conds.append(f"{k} IS NULL")
+                elif isinstance(v, str | datetime):
+                    conds.append(f"{k} = ?")
+                    params.append(self._index_value(v))
+        return self._iter_entities(cls, table, conds, params, criteria)
+
+    def _iter_entities(
+        self, cls: type[E], table: str, conds: list[str], params: list[Any], criteria: Mapping[str, Any]
+    ) -> Iterator[E]:
+        page = self.page_size * 2
+        last: str | None = None
+        while True:
+            c = list(conds)
+            p = list(params)
+            if last is not None:
+                c.append("id > ?")
+                p.append(last)
+            where = " AND ".join(c) if c else "1 = 1"
+            with self._lock, self._guard():
+                rows = self._rows(f"SELECT id, data FROM {table} WHERE {where} ORDER BY id LIMIT ?", [*p, page])
+            for r in rows:
+                it = decode_entity(self._json_out(r[1]), cls)
+                if all(getattr(it, k) == v for k, v in criteria.items()):
+                    yield it
+            if len(rows) < page:
+                return
+            last = rows[-1][0]
+
+    def delete(self, cls: type[Any], id: str) -> None:
+        kind = self._kind(cls)
+        table, _ = ENTITY_TABLES[kind]
+        with self._guard(), self._atomic():
+            if self._exec(f"DELETE FROM {table} WHERE id = ?", (id,)) == 0:
+                raise NotFoundError(kind, id)
+
+    # --- documents ------------------------------------------------------------------------------
+    def put_document(self, kind: str, key: str, data: Mapping[str, Any]) -> None:
+        """Store a JSON-safe document under (kind, key), replacing any previous one."""
+        try:
+            text = _DUMPS(dict(data))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"document {kind}/{key} is not JSON-safe: {e}") from None
+        with self._guard(), self._atomic():
+            self._exec(
+                "INSERT INTO documents (kind, key, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data",
+                (kind, key, text),
+            )
+
+    def get_document(self, kind: str, key: str) -> dict[str, Any] | None:
+        with self._lock, self._guard():
+            r = self._one("SELECT data FROM documents WHERE kind = ? AND key = ?", (kind, key))
+        return None if r is None else dict(self._json_out(r[0]))
+
+    def documents(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The documents of one kind as (key, data), ordered by key, streamed."""
+        page = self.page_size * 2
+        last: str | None = None
+        while True:
+            with self._lock, self._guard():
+                if last is None:
+                    rows = self._rows(
+                        "SELECT key, data FROM documents WHERE kind = ? ORDER BY key LIMIT ?", (kind, page)
+                    )
+                else:
+                    rows = self._rows(
+                        "SELECT key, data FROM documents WHERE kind = ? AND key > ? ORDER BY key LIMIT ?",
+                        (kind, last, page),
+                    )
+            for r in rows:
+                yield r[0], dict(self._json_out(r[1]))
+            if len(rows) < page:
+                return
+            last = rows[-1][0]
+
+    def delete_document(self, kind: str, key: str) -> None:
+        """Remove a document; removing a missing one is not an error."""
+        with self._guard(), self._atomic():
+            self._exec("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key))
+
+
+__all__ = ["DEAL_COLUMNS", "ENTITY_TABLES", "EVENT_COLUMNS", "Migration", "SQLStore", "amount_minor"]
