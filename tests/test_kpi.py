@@ -653,3 +653,22 @@ def test_store_and_dataset_give_the_same_table(company):
         store.save_deal(d, expected_version=None)
     m = ["deals_won", "won_revenue", "win_rate", "open_pipeline_value"]
     assert compute(store, m, by=["team"]).rows == compute(company, m, by=["team"]).rows
+
+
+def test_reference_page_lists_every_kpi_with_unit_and_direction():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "reference" / "kpis.md").read_text(
+        encoding="utf-8"
+    )
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    for k in default_registry().values():
+        d = k.describe()
+        assert d["name"] in rows, f"{d['name']} is missing from docs/reference/kpis.md"
+        _, definition, formula, unit, direction, basis = rows[d["name"]]
+        assert definition.startswith(k.definition)
+        assert (formula, unit, direction, basis) == (k.formula, d["unit"], d["direction"], d["basis"])

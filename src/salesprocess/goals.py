@@ -64,6 +64,7 @@ __all__ = [
     "actual",
     "check_consistency",
     "delete_goal",
+    "elapsed",
     "load_goal",
     "load_goals",
     "progress",
