@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -172,7 +172,7 @@ def test_a_move_is_accepted_exactly_when_check_finds_nothing(data: st.DataObject
     p = data.draw(sps.processes(with_criteria=True))
     d = data.draw(sps.deal_histories(process=p, max_steps=5))
     target = data.draw(st.sampled_from([s.key for s in p.stages]))
-    at = d.updated_at + timedelta(hours=1)
+    at = d.updated_at.astimezone(UTC) + timedelta(hours=1)
     problems = p.check(d, target, at=at)
     if problems:
         with pytest.raises(TransitionNotAllowed) as info:

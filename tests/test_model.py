@@ -69,7 +69,7 @@ def test_replay_until_is_the_deal_as_known_then(deal: Deal, data: st.DataObject)
     assert known is not None
     kept = [e for e in deal.events if e.at.astimezone(UTC) <= asof.astimezone(UTC)]
     assert known == replay(kept)
-    assert replay_until(deal.events, deal.created_at - timedelta(seconds=1)) is None
+    assert replay_until(deal.events, deal.created_at.astimezone(UTC) - timedelta(seconds=1)) is None
 
 
 def test_each_change_appends_one_event_and_keeps_the_old_deal() -> None:

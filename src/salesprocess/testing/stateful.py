@@ -151,7 +151,7 @@ class DealLifecycleMachine(RuleBasedStateMachine):
         zone=st.sampled_from(_ZONES),
     )
     def advance_time(self, seconds: int, zone: Any) -> None:
-        self.now = (self.now + timedelta(seconds=seconds)).astimezone(zone)
+        self.now = (self.now.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(zone)
 
     @precondition(lambda self: self.deals)
     @rule(data=st.data())
@@ -279,7 +279,7 @@ class DealLifecycleMachine(RuleBasedStateMachine):
         deal = self.deals[deal_id]
         targets = [s.key for s in self.proc.stages]
         target = data.draw(st.sampled_from(targets), label="target")
-        earlier = deal.updated_at - timedelta(seconds=seconds)
+        earlier = deal.updated_at.astimezone(UTC) - timedelta(seconds=seconds)
         try:
             self._advance(deal, target, at=earlier, actor="tester")
         except DomainError:

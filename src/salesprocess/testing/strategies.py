@@ -19,7 +19,7 @@ import functools
 import itertools
 import string
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
@@ -784,7 +784,10 @@ def deal_histories(
     zones = timezones()
     n = draw(st.integers(0, max_steps))
     for _ in range(n):
-        when = (when + timedelta(seconds=draw(st.integers(0, 5 * 86400)))).astimezone(draw(zones))
+        # step in real time (aware arithmetic in a zone is wall-clock arithmetic, DST folds
+        # would make it go backwards), then express the instant in a random zone
+        step_by = timedelta(seconds=draw(st.integers(0, 5 * 86400)))
+        when = (when.astimezone(UTC) + step_by).astimezone(draw(zones))
         actor = draw(_pick(("alice", "王伟", "bob")))
         source = draw(_pick(_MANUAL_SOURCES))
         step = draw(_pick(_STEPS))
