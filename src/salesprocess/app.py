@@ -71,6 +71,10 @@ class SalesProcess:
         for name in block:
             pm.set_blocked(name)
         self.register(_ShippedProcesses(), name="salesprocess.processes")
+        from .risk.book import CreditBook, CreditLimitGuard
+
+        self.credit_book = CreditBook()  # read by the credit_within_limit guard
+        self.register(CreditLimitGuard(self.credit_book), name="salesprocess.credit")
         self._register_first_party()
         for p in plugins:
             self.register(p)
@@ -128,6 +132,7 @@ class SalesProcess:
         self._kpis: KpiRegistry | None = None
         self._adapters: dict[tuple[str, str], AdapterSpec] | None = None
         self._processes: dict[str, Callable[[GuardRegistry], Process]] | None = None
+        self._risk_signals: Any = None
 
     # --- contributions ---------------------------------------------------------------------------
     @property
@@ -336,6 +341,55 @@ class SalesProcess:
         if record is not None and new:
             store.put_document("goal_milestone", goal.id, {"reached": [str(m) for m in record]})
         return p
+
+    # --- risk ----------------------------------------------------------------------------------------
+    @property
+    def risk_signals(self) -> Any:
+        """The built-in risk signals plus every plugin's (a :class:`~salesprocess.risk.SignalRegistry`)."""
+        if self._risk_signals is None:
+            from .risk.signals import builtin_signals
+
+            reg = builtin_signals()
+            for impl in self.pm.hook.salesprocess_register_risk_signals.get_hookimpls():
+                def register(name: str, func: Any, description: str = "", applies_to: str = "deal",
+                             _p: str = impl.plugin_name) -> None:
+                    reg.register(name, func, description, applies_to, plugin=_p)
+
+                impl.function(register=register)
+            self._risk_signals = reg
+        return self._risk_signals
+
+    def assess_risk(self, source: Any, *, asof: datetime, **options: Any) -> Any:
+        """:func:`salesprocess.risk.assess` with this shell's plugin signals; the customers' credit
+        assessments also update :attr:`credit_book` (read by the ``credit_within_limit`` guard)."""
+        from .risk.engine import assess
+
+        report = assess(source, asof=asof, signals=self.risk_signals, **options)
+        self.credit_book.update(c.credit for c in report.customers if c.credit is not None)
+        return report
+
+    def run_risk_alerts(
+        self, store: Any, report: Any, *, at: datetime, rules: Sequence[Any] | None = None,
+        config: Any = None, clear_missing: bool = True,
+    ) -> Any:
+        """Evaluate alert rules (``rules``, else ``config.alerts``, else the default rules) on a risk
+        report, fire ``salesprocess_risk_alert`` once per newly raised alert, then save the alert
+        state (store documents of kind ``risk_alert``). Returns the
+        :class:`~salesprocess.risk.AlertRun`."""
+        from .risk.alerts import ALERT_KIND, evaluate_alerts
+        from .risk.config import RiskConfig
+
+        if rules is None:
+            rules = (config or RiskConfig.default()).alerts
+        previous = dict(store.documents(ALERT_KIND))
+        run = evaluate_alerts(report, rules, previous, at=at, clear_missing=clear_missing)
+        for alert in run.raised:
+            self.pm.hook.salesprocess_risk_alert(alert=alert)
+        if run.changed:
+            with store.transaction():
+                for key, doc in run.changed.items():
+                    store.put_document(ALERT_KIND, key, doc)
+        return run
 
     def notify_saved(self, deal: Deal, events: Sequence[Any], store: Any) -> None:
         if self._has_saved:

@@ -212,3 +212,19 @@ def salesprocess_sync_finished(connection: str, direction: str, summary: Any) ->
     :param summary: the :class:`~salesprocess.sync.PullSummary` or :class:`~salesprocess.sync.PushSummary`.
     :returns: nothing.
     """
+
+
+@hookspec
+def salesprocess_risk_alert(alert: Any) -> None:
+    """Be told about a new risk alert (notifications: e-mail, chat, a task for the owner).
+
+    Fires from :meth:`SalesProcess.run_risk_alerts` once per alert *raised*: its rule's condition
+    holds for a deal or customer and did not hold at the previous run. An alert that stays active
+    does not fire again; once its condition clears, it fires again when the condition returns.
+    The alert state is kept in store documents of kind ``risk_alert`` and written after every
+    listener returned (a listener that raises sees the alert again on the next run).
+
+    :param alert: the :class:`~salesprocess.risk.RiskAlert` (rule, subject, severity, score,
+        one-line message with the contributing signals, resolved recipients).
+    :returns: nothing.
+    """

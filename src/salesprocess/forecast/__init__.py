@@ -1,0 +1,107 @@
+"""Forecasting: weighted pipeline, forecast categories, historical win rates and time to close,
+seeded Monte Carlo, submissions with an accuracy ledger, and leakage-free backtests.
+
+Start with :func:`forecast` (a store or :class:`~salesprocess.kpi.Dataset`, a period and an
+``asof`` instant in; a :class:`Forecast` with rep → team → company rows out) and :func:`backtest`.
+"""
+
+from __future__ import annotations
+
+from .backtest import Backtest, BacktestRow, MethodScore, backtest
+from .history import (
+    CloseTiming,
+    Level,
+    TimingBasis,
+    TimingShare,
+    WinRate,
+    WinRates,
+    learn_close_timing,
+    learn_win_rates,
+    push_count,
+)
+from .ledger import (
+    AccuracyEntry,
+    AccuracyLedger,
+    ForecastAdjustment,
+    ForecastSnapshot,
+    ForecastSubmission,
+    Scope,
+    SubmitterAccuracy,
+    Verdict,
+    accuracy_ledger,
+    load_adjustments,
+    load_snapshots,
+    load_submissions,
+    save_adjustment,
+    save_snapshot,
+    save_submission,
+    scope_actual,
+)
+from .montecarlo import (
+    PROBABILITY_BITS,
+    Mover,
+    SimDeal,
+    SimGroup,
+    Simulation,
+    numpy_available,
+    simulate,
+    simulate_groups,
+)
+from .pipeline import (
+    HEADLINE,
+    DealLine,
+    Forecast,
+    ForecastRow,
+    Method,
+    forecast,
+    kept_sources,
+    resolve_probability,
+)
+
+__all__ = [
+    "HEADLINE",
+    "PROBABILITY_BITS",
+    "AccuracyEntry",
+    "AccuracyLedger",
+    "Backtest",
+    "BacktestRow",
+    "CloseTiming",
+    "DealLine",
+    "Forecast",
+    "ForecastAdjustment",
+    "ForecastRow",
+    "ForecastSnapshot",
+    "ForecastSubmission",
+    "Level",
+    "Method",
+    "MethodScore",
+    "Mover",
+    "Scope",
+    "SimDeal",
+    "SimGroup",
+    "Simulation",
+    "SubmitterAccuracy",
+    "TimingBasis",
+    "TimingShare",
+    "Verdict",
+    "WinRate",
+    "WinRates",
+    "accuracy_ledger",
+    "backtest",
+    "forecast",
+    "kept_sources",
+    "learn_close_timing",
+    "learn_win_rates",
+    "load_adjustments",
+    "load_snapshots",
+    "load_submissions",
+    "numpy_available",
+    "push_count",
+    "resolve_probability",
+    "save_adjustment",
+    "save_snapshot",
+    "save_submission",
+    "scope_actual",
+    "simulate",
+    "simulate_groups",
+]
