@@ -10,4 +10,5 @@ FIRST_PARTY: tuple[str, ...] = (
     "salesprocess_adapters.memory",
     "salesprocess_adapters.sqlite",
     "salesprocess_adapters.postgres",
+    "salesprocess_adapters.hubspot",
 )

@@ -301,6 +301,7 @@ class SyncEngine:
     :param owners: CRM owner id → local rep id (unlisted owners keep the CRM's id).
     :param max_attempts: pushes a record may fail before it is parked.
     :param prefetch: pages fetched ahead in a background thread (0 to fetch inline).
+    :param kinds: the object kinds to pull (default: every kind the adapter supports).
     """
 
     def __init__(
@@ -319,6 +320,7 @@ class SyncEngine:
         max_attempts: int = 5,
         actor: str | None = None,
         prefetch: int = 2,
+        kinds: Iterable[str] | None = None,
     ) -> None:
         if not connection or "/" in connection:
             raise ValueError(f"connection name must be non-empty and contain no '/', got {connection!r}")
@@ -338,6 +340,7 @@ class SyncEngine:
         self.max_attempts = max_attempts
         self.actor = actor or f"crm:{connection}"
         self.prefetch = prefetch
+        self._kinds = None if kinds is None else tuple(kinds)
         self.outbox = Outbox(store, connection)
 
     def __repr__(self) -> str:
@@ -415,6 +418,10 @@ class SyncEngine:
             self.store.delete_document(CURSOR, self._key(k))
 
     def kinds(self) -> tuple[str, ...]:
+        """The object kinds a pull takes: those given to the engine, else every kind the
+        adapter supports."""
+        if self._kinds is not None:
+            return self._kinds
         caps = self.adapter.capabilities
         out = []
         for k in OBJECT_KINDS:

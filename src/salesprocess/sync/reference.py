@@ -100,7 +100,7 @@ class InMemoryCrm:
         self._reject: str | None = None
         self._last_page: dict[str, Any] = {}
         self.status_counts: Counter[str] = Counter()
-        """How many calls ended how: ``ok``, ``429``, ``5xx``, ``timeout``, ``truncated``,
+        """How many calls ended how: ``ok``, ``throttled``, ``5xx``, ``timeout``, ``truncated``,
         ``expired_token``, ``unauthorized``, ``duplicate_page``."""
 
     def __repr__(self) -> str:
@@ -200,10 +200,10 @@ class InMemoryCrm:
             if self.rate_limit is not None:
                 mx, per = self.rate_limit
                 now = self._monotonic()
-                while self._calls and self._calls[0] <= now - per:
+                while self._calls and self._calls[0] + per <= now:
                     self._calls.popleft()
                 if len(self._calls) >= mx:
-                    self.status_counts["429"] += 1
+                    self.status_counts["throttled"] += 1
                     raise _Fault("429", self.retry_after)
                 self._calls.append(now)
             fault = self._faults.popleft() if self._faults else None
@@ -214,7 +214,7 @@ class InMemoryCrm:
                 self.status_counts[kind] += 1
                 raise _Fault(kind)
             if fault in ("429", "5xx", "timeout"):
-                self.status_counts[fault] += 1
+                self.status_counts["throttled" if fault == "429" else fault] += 1
                 raise _Fault(fault, self.retry_after if fault == "429" else None)
             return fault
 

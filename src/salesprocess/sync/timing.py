@@ -116,8 +116,9 @@ class RetryPolicy:
 class RateLimiter:
     """A sliding-window limiter: at most ``max_calls`` calls in any ``period`` seconds.
 
-    ``acquire()`` blocks (through ``sleep``) until a call may start. ``margin`` widens the window a
-    little so that network jitter cannot push two calls into one server-side window. ``pause(s)``
+    ``acquire()`` blocks (through ``sleep``) until a call may start. ``margin`` (a fraction) and
+    ``slack`` (seconds) widen the window a little, so that network jitter cannot push one call too
+    many into a server-side window. ``pause(s)``
     holds every caller back for ``s`` seconds (after the vendor said to slow down). Thread-safe.
     """
 
@@ -129,12 +130,13 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         margin: float = 0.02,
+        slack: float = 0.05,
     ) -> None:
         if max_calls < 1 or period <= 0:
             raise ValueError("a rate limit needs max_calls >= 1 and period > 0")
         self.max_calls = max_calls
         self.period = period
-        self.window = period * (1 + margin)
+        self.window = period * (1 + margin) + slack
         self._clock = clock
         self._sleep = sleep
         self._calls: deque[float] = deque()
@@ -152,7 +154,7 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._calls and self._calls[0] <= now - self.window:
+                while self._calls and self._calls[0] + self.window <= now:
                     self._calls.popleft()
                 wait = 0.0
                 if now < self._hold_until:
@@ -179,7 +181,7 @@ class RateLimiter:
             return
         with self._lock:
             now = self._clock()
-            while self._calls and self._calls[0] <= now - self.window:
+            while self._calls and self._calls[0] + self.window <= now:
                 self._calls.popleft()
             ours_left = self.max_calls - len(self._calls)
             for _ in range(max(0, ours_left - max(0, remaining))):
