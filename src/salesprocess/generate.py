@@ -438,10 +438,12 @@ class _Generator:
 
     # --- organisation ----------------------------------------------------------------------
     def organisation(self) -> Iterator[CompanyItem]:
-        rng = self.rng
-        n_ae = int(_clip(round(self.n / (self.months * 6)), 4, 3000))
-        n_teams = max(1, math.ceil(n_ae / 8))
-        n_regions = min(len(_REGIONS), max(1, math.ceil(n_teams / 3)))
+        # a rep opens about six deals a month; teams of up to eight; even a small company sells
+        # in two regions (North America and Greater China)
+        n_ae = int(_clip(round(self.n / (self.months * 6)), 6, 3000))
+        n_teams = max(2, math.ceil(n_ae / 8))
+        n_regions = min(len(_REGIONS), max(2, math.ceil(n_teams / 3)))
+        team_sizes = allocate_int(n_ae, [1] * n_teams)
         self.regions = _REGIONS[:n_regions]
         self.reps: list[_RepInfo] = []
         self.region_reps: list[list[int]] = [[] for _ in range(n_regions)]
@@ -481,14 +483,11 @@ class _Generator:
                 reps.append(Rep(mgr, name, email=f"{mgr}@example.com", team_id=tid, manager_id=dir_id,
                                 region=rkey, role="manager", hired_on=hired(True), language=lang))
                 teams.append(Team(tid, f"{rname} – Team {team_no}", manager_id=mgr, parent_id=f"team-{rkey}", region=rkey))
-                size = 8 if ae_no + 8 <= n_ae else max(1, n_ae - ae_no)
-                if team_no == n_teams:
-                    size = max(1, n_ae - ae_no)
-                for _ in range(size):
+                for _ in range(team_sizes[team_no - 1]):
                     ae_no += 1
                     rid = f"rep-{ae_no:04d}"
                     name, lang = person(r)
-                    tenured = rng.random() < 0.8
+                    tenured = ae_no % 5 != 0  # one rep in five joins during the period
                     h = hired(tenured)
                     info = _RepInfo(
                         rid, r, h,
@@ -676,21 +675,22 @@ class _Generator:
             if k not in c.done:
                 self._activity(c, ActivityKind(k), at)
         reason = None
-        wants = set(need.fields)
+        # an ordered set: the order of the fields decides the order of random draws
+        wants = dict.fromkeys(need.fields)
         for g in need.guards:
             if g == "has_amount":
-                wants.add("amount")
+                wants["amount"] = None
             elif g == "has_close_date":
-                wants.add("close_date")
+                wants["close_date"] = None
             elif g == "close_date_not_past":
                 if d.close_date is not None and d.close_date < move_at.date():
                     d = d.with_close_date(move_at.date() + timedelta(days=self.ri(7, 45)), at=at, actor=actor)
             elif g in ("has_contact", "multi_threaded"):
-                wants.add("contact_ids")
+                wants["contact_ids"] = None
                 if g == "multi_threaded" and len(d.contact_ids) < 2 and len(c.contacts) >= 2:
                     d = d.with_details(contact_ids=c.contacts[:2], at=at, actor=actor)
             elif g == "has_owner":
-                wants.add("owner_id")
+                wants["owner_id"] = None
             elif g == "has_reason":
                 reason = "customer confirmed"
         for f in wants:
@@ -945,7 +945,7 @@ class _Generator:
                 f = self.uni(0.8, 0.97) if rng.random() < 0.8 else self.uni(1.05, 1.25)
                 new = d.amount * Decimal(str(round(f, 3)))
                 d = d.with_amount(new.round("ROUND_HALF_EVEN", places=0), at=at, actor=actor)
-            if d.close_date is not None and rng.random() < 0.1:
+            if i != 2 and d.close_date is not None and rng.random() < 0.1:  # a date pushed out
                 d = d.with_close_date(d.close_date + timedelta(days=self.ri(7, 40)), at=at, actor=actor)
         if k < len(times):
             at = times[k]

@@ -17,6 +17,9 @@ COMMANDS: tuple[str, ...] = (
     "kpi_cmd",
     "goals_cmd",
     "funnel_cmd",
+    "generate_cmd",
+    "import_cmd",
+    "export_cmd",
 )
 
 

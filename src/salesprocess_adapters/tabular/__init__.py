@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from .exporter import EXPORT_KINDS, columns_for, export, export_rows
-from .importer import ImportReport, RowError, import_file
-from .mapping import IMPORT_KINDS, ImportMapping, ImportMappingError
+from ._exporter import EXPORT_KINDS, columns_for, export, export_rows
+from ._importer import ImportReport, RowError, import_file
+from ._mapping import IMPORT_KINDS, ImportMapping, ImportMappingError
 
 __all__ = [
     "EXPORT_KINDS",

@@ -107,8 +107,9 @@ def datetime_parser(fmt: str | None, date_fmt: str | None, tz: tzinfo, day_time:
             try:
                 day = as_date(s)
             except CellError:
-                want = f"the format {fmt!r}" if fmt else "ISO 8601"
-                raise CellError("datetime", f"not a date or instant in {want}: {s!r}") from None
+                inst = f"an instant in the format {fmt!r}" if fmt else "an ISO 8601 instant"
+                day = f"a date in the format {date_fmt!r}" if date_fmt else "an ISO 8601 date"
+                raise CellError("datetime", f"neither {day} nor {inst}: {s!r}") from None
             return datetime.combine(day, day_time, tz)
         if d.tzinfo is None:
             return d.replace(tzinfo=tz)

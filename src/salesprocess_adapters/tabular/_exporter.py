@@ -120,7 +120,7 @@ def export_rows(store: Any, kind: str) -> Iterator[dict[str, Any]]:
 
 
 def _json(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _cell(v: Any) -> str:

@@ -53,10 +53,10 @@ from salesprocess.model import (
 from salesprocess.money import Money, Rate
 from salesprocess.process import Process, StageKind
 
-from . import cells
-from .cells import CellError
-from .exporter import columns_for
-from .mapping import CUSTOM_KINDS, FIELDS, IMPORT_KINDS, ImportMapping
+from . import _cells as cells
+from ._cells import CellError
+from ._exporter import columns_for
+from ._mapping import CUSTOM_KINDS, FIELDS, IMPORT_KINDS, ImportMapping
 
 __all__ = ["ImportReport", "RowError", "import_file"]
 
@@ -727,14 +727,15 @@ class _DealImporter(_Importer):
             else:
                 known = ", ".join(self.stages) if self.stages else ", ".join(s.key for s in proc.stages)
                 errs.append(self.err(line, "stage", "stage", f"unknown stage value {stage_raw!r} (known: {known})", stage_raw))
+        unreadable = {e.field for e in errs} if errs else ()
         created = vals.get("created_at")
-        if created is None:
+        if created is None and "created_at" not in unreadable:
             created = m.asof
             if created is None:
                 errs.append(self.err(line, "created_at", "required",
                                      "missing created date (map it, or give defaults.created_at or asof)"))
         closed = vals.get("closed_at")
-        if stage is not None and stage.is_closed and closed is None:
+        if stage is not None and stage.is_closed and closed is None and "closed_at" not in unreadable:
             errs.append(self.err(line, "closed_at", "required",
                                  f"missing close date for a {stage.kind.value} deal (map closed_at or give defaults.closed_at)"))
         if created is not None and closed is not None and closed < created:

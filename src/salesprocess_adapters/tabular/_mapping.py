@@ -22,8 +22,8 @@ from salesprocess.model import ActivityKind, ActivityStatus, ForecastCategory
 from salesprocess.money import CURRENCY_MINOR_UNITS
 from salesprocess.process import Process
 
-from . import cells
-from .cells import CellError, Parser
+from . import _cells as cells
+from ._cells import CellError, Parser
 
 __all__ = ["FIELDS", "IMPORT_KINDS", "ImportMapping", "ImportMappingError"]
 
