@@ -175,20 +175,28 @@ def _same(c: Cell, a: Money, b: Money) -> None:
         )
 
 
+def velocity_from(
+    n_open: int, n_won: int, n_closed: int, won_total: Money | None, won_cycle_micros: int
+) -> Money | None:
+    """Pipeline velocity from its parts (shared with the SQL pushdown):
+    ``n_open × (n_won / n_closed) × (won_total / n_won) / (won_cycle_micros / n_won / µs per day)``,
+    rounded half-even to minor units; ``None`` when nothing was won or closed."""
+    if not n_closed or not n_won or won_total is None or won_cycle_micros == 0:
+        return None
+    num = stats.CTX.multiply(
+        stats.CTX.multiply(Decimal(n_open * n_won), won_total.amount),
+        Decimal(stats.MICROS_PER_DAY),
+    )
+    den = stats.CTX.multiply(Decimal(n_closed), Decimal(won_cycle_micros))
+    return stats.round_money(stats.CTX.divide(num, den), won_total.currency)
+
+
 def pipeline_velocity(c: Cell) -> Value:
-    n_open = len(c.open_at_end())
     closed = c.closed()
     won = [d for d in closed if d.status is DealStatus.WON]
     total = c.sum_money(_amounts(won), "won amounts")
-    cycle = sum(_cycle_micros(won))
-    if not closed or not won or total is None or cycle == 0:
-        return None
-    # n_open × (won/closed) × (Σ won / won) / (Σ cycle / won / µs per day)
-    num = stats.CTX.multiply(
-        stats.CTX.multiply(Decimal(n_open * len(won)), total.amount), Decimal(stats.MICROS_PER_DAY)
-    )
-    den = stats.CTX.multiply(Decimal(len(closed)), Decimal(cycle))
-    return stats.round_money(stats.CTX.divide(num, den), total.currency)
+    return velocity_from(len(c.open_at_end()), len(won), len(closed), total,
+                         sum(_cycle_micros(won)))
 
 
 def quota_attainment(c: Cell) -> Value:

@@ -154,74 +154,94 @@ def deal_path(view: View, d: Deal, ranks: Mapping[str, int], last_open: int) -> 
     return DealPath(furthest, d.status, frozenset(entered), frozenset(adjacent), tuple(done))
 
 
-def _pct(v: list[int], p: str) -> Decimal | None:
-    x = stats.percentile(v, Decimal(p))
-    return None if x is None else stats.days(x)
+PERCENTILES: tuple[Decimal, ...] = (Decimal("0.5"), Decimal("0.75"), Decimal("0.9"))
+"""The time-in-stage percentiles of a funnel step (median, p75, p90)."""
+
+
+@attrs.frozen
+class FunnelCounts:
+    """What a funnel is computed from (the SQL pushdown fills it from the database).
+
+    ``furthest`` counts deals by (furthest step, status); ``entered`` and ``adjacent`` count deals
+    per step; ``durations`` holds, per step, the time-in-stage percentiles of :data:`PERCENTILES`
+    in microseconds (``None`` without completed stays).
+    """
+
+    furthest: dict[tuple[int, DealStatus], int]
+    entered: list[int]
+    adjacent: list[int]
+    durations: list[tuple[Decimal | None, ...]]
+
+
+def count_paths(paths: Sequence[DealPath], n: int) -> FunnelCounts:
+    furthest: dict[tuple[int, DealStatus], int] = {}
+    entered = [0] * n
+    adjacent = [0] * n
+    durations: list[list[int]] = [[] for _ in range(n)]
+    for p in paths:
+        if p.furthest >= 0:
+            k = (p.furthest, p.status)
+            furthest[k] = furthest.get(k, 0) + 1
+        for r in p.entered:
+            entered[r] += 1
+        for r in p.adjacent:
+            adjacent[r] += 1
+        for r, us in p.stays:
+            if r < n - 1:  # the won step is not a stage deals spend time in
+                durations[r].append(us)
+    pct = []
+    for ds in durations:
+        ds.sort()
+        pct.append(tuple(stats.percentile(ds, q) for q in PERCENTILES))
+    return FunnelCounts(furthest, entered, adjacent, pct)
+
+
+def _reached_lost(furthest: Mapping[tuple[int, DealStatus], int], n: int) -> tuple[list[int], list[int], list[int]]:
+    reached = [0] * n
+    lost = [0] * n
+    opened = [0] * n
+    for (f, st), cnt in furthest.items():
+        for r in range(f + 1):
+            reached[r] += cnt
+        if st is DealStatus.LOST:
+            lost[f] += cnt
+        elif st is DealStatus.OPEN:
+            opened[f] += cnt
+    return reached, lost, opened
+
+
+def _days(us: Decimal | None) -> Decimal | None:
+    return None if us is None else stats.days(us)
 
 
 def build_funnel(
     process: Process,
     key: dict[str, str | None],
     window: Period | None,
-    paths: Sequence[DealPath],
-    history: Sequence[DealPath] | None,
+    counts: FunnelCounts,
+    history: Mapping[tuple[int, DealStatus], int] | None,
 ) -> Funnel:
+    """The funnel of ``process`` from its counts (``history``: furthest-step counts of the scope's
+    deals created before the window, or ``None``)."""
     steps = steps_of(process)
     n = len(steps)
-    n - 2
-
-    def tally(ps: Sequence[DealPath]) -> tuple[list[int], list[int]]:
-        reached = [0] * n
-        lost = [0] * n
-        for p in ps:
-            if p.furthest < 0:
-                continue
-            for r in range(p.furthest + 1):
-                reached[r] += 1
-            if p.status is DealStatus.LOST:
-                lost[p.furthest] += 1
-        return reached, lost
-
-    reached, lost = tally(paths)
-    entered = [0] * n
-    adjacent = [0] * n
-    opened = [0] * n
-    durations: list[list[int]] = [[] for _ in range(n)]
-    for p in paths:
-        for r in p.entered:
-            entered[r] += 1
-        for r in p.adjacent:
-            adjacent[r] += 1
-        if p.furthest >= 0 and p.status is DealStatus.OPEN:
-            opened[p.furthest] += 1
-        for r, us in p.stays:
-            if r < n - 1:  # the won step is not a stage deals spend time in
-                durations[r].append(us)
+    reached, lost, opened = _reached_lost(counts.furthest, n)
     base: list[Decimal | None] = [None] * n
     if history is not None:
-        hr, hl = tally(history)
+        hr, hl, _ = _reached_lost(history, n)
         base = [stats.div(hl[i], hr[i]) for i in range(n)]
     out = []
     for i, (k, name) in enumerate(steps):
         adv = reached[i + 1] if i + 1 < n else 0
-        ds = sorted(durations[i])
+        med, p75, p90 = counts.durations[i]
         out.append(
             FunnelStage(
-                k,
-                name,
-                entered[i],
-                reached[i],
-                adv,
+                k, name, counts.entered[i], reached[i], adv,
                 stats.div(adv, reached[i]) if i + 1 < n else None,
-                adjacent[i],
-                stats.div(adjacent[i], entered[i]) if i + 1 < n else None,
-                lost[i],
-                stats.div(lost[i], reached[i]),
-                opened[i],
-                _pct(ds, "0.5"),
-                _pct(ds, "0.75"),
-                _pct(ds, "0.9"),
-                base[i],
+                counts.adjacent[i],
+                stats.div(counts.adjacent[i], counts.entered[i]) if i + 1 < n else None,
+                lost[i], stats.div(lost[i], reached[i]), opened[i],
+                _days(med), _days(p75), _days(p90), base[i],
             )
         )
     best: str | None = None
@@ -234,16 +254,10 @@ def build_funnel(
             best, best_x = fs.stage, x
     won = reached[-1] if n else 0
     return Funnel(
-        process.key,
-        key,
-        window,
-        tuple(out),
-        reached[0] if n else 0,
-        won,
-        stats.div(won, reached[0]) if n else None,
-        best,
+        process.key, key, window, tuple(out), reached[0] if n else 0, won,
+        stats.div(won, reached[0]) if n else None, best,
         None if best_x is None else stats.tidy(best_x),
-    )
+    )  # fmt: skip
 
 
 def _pick_process(view: View, deals: Sequence[Deal], process: str | Process | None) -> Process:
@@ -325,12 +339,14 @@ def funnel(
     out = []
     for g in groups:
         deals = [d for d in run.bucket(g, "created", 0) if d.process == proc.key]
-        paths = [deal_path(view, d, ranks, last_open) for d in deals]
+        n = len(steps_of(proc))
+        counts = count_paths([deal_path(view, d, ranks, last_open) for d in deals], n)
         history = None
         if window is not None:
             start = window.start_instant(tz)
             hist = [d for d in g.records["deals"] if d.process == proc.key and d.created_at < start]
             if hist:
-                history = [deal_path(view, d, ranks, last_open) for d in hist]
-        out.append(build_funnel(proc, run.row_key(g.key, 0), window, paths, history))
+                history = count_paths([deal_path(view, d, ranks, last_open) for d in hist],
+                                      n).furthest
+        out.append(build_funnel(proc, run.row_key(g.key, 0), window, counts, history))
     return out
