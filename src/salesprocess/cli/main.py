@@ -20,6 +20,9 @@ COMMANDS: tuple[str, ...] = (
     "generate_cmd",
     "import_cmd",
     "export_cmd",
+    "forecast_cmd",
+    "score_cmd",
+    "risk_cmd",
 )
 
 

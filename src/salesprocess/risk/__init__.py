@@ -30,10 +30,6 @@ if TYPE_CHECKING:
         Complaint,
         churn_findings,
     )
-    from .combine import (
-        Contribution,
-        combine,
-    )
     from .config import (
         LEVELS,
         SEVERITIES,
@@ -67,6 +63,10 @@ if TYPE_CHECKING:
         inputs_from_dict,
         read_inputs,
     )
+    from .points import (
+        Contribution,
+        combine,
+    )
     from .signals import (
         BUILTIN_DEAL_SIGNALS,
         RiskContext,
@@ -89,8 +89,8 @@ _WHERE: dict[str, str] = {
     "ChurnInputs": "churn",
     "Complaint": "churn",
     "churn_findings": "churn",
-    "Contribution": "combine",
-    "combine": "combine",
+    "Contribution": "points",
+    "combine": "points",
     "LEVELS": "config",
     "SEVERITIES": "config",
     "AlertRule": "config",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -189,7 +190,9 @@ class RiskConfig:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ProcessFileError(name, f"invalid TOML: {e}", line=getattr(e, "lineno", None)) from None
+            m = re.search(r"at line (\d+), column (\d+)", str(e))
+            raise ProcessFileError(name, f"invalid TOML: {e}", line=int(m.group(1)) if m else None,
+                                   column=int(m.group(2)) if m else None) from None
         return cls.from_dict(data, source=name)
 
     @classmethod

@@ -40,8 +40,8 @@ from salesprocess.model import Account, Deal, DealStatus
 from salesprocess.money import Money, Rate
 from salesprocess.process import Process
 
-from .combine import Contribution, combine
 from .config import CreditConfig
+from .points import Contribution, combine
 from .signals import RiskFinding
 
 __all__ = [

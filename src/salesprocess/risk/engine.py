@@ -2,7 +2,7 @@
 
 :func:`assess` reads the deals as known at ``asof``, computes every enabled deal signal (built-in
 and plugin) for each open deal, and combines them with the configured points into a 0–100 score
-(:func:`~salesprocess.risk.combine.combine`: contributions add up to the score) and a level
+(:func:`~salesprocess.risk.points.combine`: contributions add up to the score) and a level
 (``none``, ``low``, ``medium``, ``high``, ``critical``). For customers — accounts with open deals or
 with credit or churn inputs — it combines the credit score, the churn signals, the riskiest open
 deal and plugin customer signals the same way.
@@ -23,10 +23,10 @@ from salesprocess.money import Money
 from salesprocess.periods import BusinessCalendar, require_aware
 
 from .churn import ChurnInputs, churn_findings
-from .combine import Contribution, combine
 from .config import LEVELS, RiskConfig, SignalConfig, SignalSettings
 from .credit import CreditAssessment, CreditInputs, assess_credit
 from .facts import DealFacts, FactsBuilder, Workdays
+from .points import Contribution, combine
 from .signals import (
     BUILTIN_DEAL_SIGNALS,
     RiskContext,

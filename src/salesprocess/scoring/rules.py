@@ -29,6 +29,7 @@ A condition is a value (equality), a list (one of), or a table with ``min`` and/
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -141,7 +142,9 @@ class RuleSet:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ProcessFileError(name, f"invalid TOML: {e}", line=getattr(e, "lineno", None)) from None
+            m = re.search(r"at line (\d+), column (\d+)", str(e))
+            raise ProcessFileError(name, f"invalid TOML: {e}", line=int(m.group(1)) if m else None,
+                                   column=int(m.group(2)) if m else None) from None
         return cls.from_dict(data, source=name)
 
     @classmethod
