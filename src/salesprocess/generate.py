@@ -18,6 +18,7 @@ company (or the stream, so a million deals never sit in memory) into any store.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -206,13 +207,25 @@ _RAMP_DAYS = 120
 _DEAL_ACTOR_FALLBACK = "system"
 
 
-def _pick(rng: random.Random, weighted: Sequence[tuple[Any, float]]) -> Any:
-    x = rng.random() * sum(w for _, w in weighted)
-    for v, w in weighted:
-        x -= w
-        if x < 0:
-            return v
-    return weighted[-1][0]
+class _Weighted:
+    """Values with weights, ready to draw from (cumulative weights computed once)."""
+
+    __slots__ = ("cum", "values")
+
+    def __init__(self, weighted: Sequence[tuple[Any, float]]) -> None:
+        self.values = [v for v, _ in weighted]
+        self.cum = list(itertools.accumulate(w for _, w in weighted))
+
+
+def _pick(rng: random.Random, table: _Weighted) -> Any:
+    cum = table.cum
+    return table.values[min(bisect.bisect_right(cum, rng.random() * cum[-1]), len(cum) - 1)]
+
+
+_W_INDUSTRIES = _Weighted(_INDUSTRIES)
+_W_SIZES = _Weighted([(i, s[1]) for i, s in enumerate(_SIZES)])
+_W_LOST_REASONS = _Weighted(_LOST_REASONS)
+_W_ACTIVITY_MIX = _Weighted(_ACTIVITY_MIX)
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
@@ -522,12 +535,11 @@ class _Generator:
         region_accounts: list[list[int]] = [[] for _ in self.regions]
         region_cum: list[list[float]] = [[] for _ in self.regions]
         used: dict[str, int] = {}
-        sizes = [(i, s[1]) for i, s in enumerate(_SIZES)]
         for i in range(n):
             r = i % len(self.regions) if i < len(self.regions) else self.ri(0, len(self.regions))
-            size = _pick(rng, sizes)
+            size = _pick(rng, _W_SIZES)
             country = self.one(self.regions[r][2])
-            industry = _pick(rng, _INDUSTRIES)
+            industry = _pick(rng, _W_INDUSTRIES)
             cn = country in _CHINESE_COUNTRIES
             if cn:
                 base = self.one(_CN_CITY) + self.one(_CN_CORE) + self.one(_CN_TRADE)
@@ -659,7 +671,7 @@ class _Generator:
         return a
 
     def _random_kind(self, cn: bool) -> ActivityKind:
-        k: ActivityKind = _pick(self.rng, _ACTIVITY_MIX)
+        k: ActivityKind = _pick(self.rng, _W_ACTIVITY_MIX)
         if cn and k is ActivityKind.EMAIL and self.rng.random() < 0.35:
             return ActivityKind.VISIT  # face to face is the norm with Chinese customers
         return k
@@ -842,7 +854,7 @@ class _Generator:
                 move_at = self.work_instant(late.date())
                 if move_at > asof:
                     break
-            lost_reason = _pick(rng, _LOST_REASONS)
+            lost_reason = _pick(rng, _W_LOST_REASONS)
             if lost_reason == "competitor" and not c.deal.competitors:
                 c.deal = c.deal.with_details(competitors=(self.one(_COMPETITORS),), at=c.deal.updated_at, actor=c.actor)
             need = plan.need(cur, plan.lost)
