@@ -11,4 +11,5 @@ FIRST_PARTY: tuple[str, ...] = (
     "salesprocess_adapters.sqlite",
     "salesprocess_adapters.postgres",
     "salesprocess_adapters.hubspot",
+    "salesprocess_adapters.salesforce",
 )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -95,6 +96,9 @@ class VendorPolicy:
     def remaining(self, r: Response) -> int | None:
         """Calls left in the vendor's current rate window, from its headers."""
         return None
+
+    def before(self, what: str) -> None:
+        """Called before each request; raise to refuse it (e.g. a spent daily quota)."""
 
     def judge(self, r: Response, what: str) -> Verdict:
         if 200 <= r.status < 300:
@@ -218,6 +222,7 @@ class HttpClient:
         refreshed = False
         tries = 0
         while True:
+            self.vendor.before(what)
             if auth and self._refresher is not None and self._expires_at is not None and self._clock() >= self._expires_at - 30:
                 self._refresh(what)
             if lim is not None:
@@ -229,7 +234,7 @@ class HttpClient:
                 hdrs.update(self.vendor.auth_headers(self._token))
             body_bytes = None
             if json_body is not None:
-                body_bytes = json.dumps(json_body, default=_json_default, separators=(",", ":")).encode()
+                body_bytes = dump_json(json_body)
                 hdrs["Content-Type"] = "application/json"
             t0 = time.perf_counter()
             self.calls += 1
@@ -247,8 +252,9 @@ class HttpClient:
                 resp, broken = _parse(raw)
                 log.debug("%s %s -> %s (%.0f ms)", method, raw.request.url.path, raw.status_code,
                           (time.perf_counter() - t0) * 1000)
+                left = self.vendor.remaining(resp)
                 if lim is not None:
-                    lim.observe(self.vendor.remaining(resp))
+                    lim.observe(left)
                 if broken and 200 <= resp.status < 300:
                     verdict = Verdict("retry", RemoteUnavailable(
                         f"{what}: the {self.vendor.name} API sent a broken body (HTTP {resp.status})", status=resp.status))
@@ -283,10 +289,25 @@ class HttpClient:
             self._sleep(wait)
 
 
-def _json_default(v: Any) -> Any:
+_DEC = re.compile(r'"\\u0000D([^"\\]+)\\u0000"')
+
+
+def _mark(v: Any) -> Any:
     if isinstance(v, Decimal):
-        return str(v)
-    raise TypeError(f"cannot send {type(v).__name__} as JSON")
+        if not v.is_finite():
+            raise ValueError(f"cannot send {v} as a JSON number")
+        return f"\x00D{v}\x00"
+    if isinstance(v, dict):
+        return {k: _mark(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_mark(x) for x in v]
+    return v
+
+
+def dump_json(data: Any) -> bytes:
+    """JSON with ``Decimal`` values written as exact JSON numbers (never through float)."""
+    text = json.dumps(_mark(data), separators=(",", ":"), ensure_ascii=True)
+    return _DEC.sub(r"\1", text).encode()
 
 
 def _parse(raw: Any) -> tuple[Response, bool]:

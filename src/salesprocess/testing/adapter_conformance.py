@@ -522,7 +522,8 @@ class AdapterConformance:
         h.remote.reject_names("REFUSED")
         names = ["Good A", "REFUSED B", "Good C"]
         for i, n in enumerate(names):
-            eng.outbox.save_deal(proc.open_deal(f"p-{i}", at=at, actor="t", name=n), expected_version=None)
+            eng.outbox.save_deal(proc.open_deal(f"p-{i}", at=at, actor="t", name=n, close_date=date(2026, 7, 1)),
+                                 expected_version=None)
         eng.max_attempts = 2
         s = eng.push()
         assert (s.sent, s.created, s.failed) == (3, 2, 1)
@@ -611,7 +612,8 @@ class AdapterConformance:
         proc = eng.process(pm.process)
         at = h.remote.now()
         for i in range(4):
-            eng.outbox.save_deal(proc.open_deal(f"x-{i}", at=at, actor="t", name=f"X {i}"), expected_version=None)
+            eng.outbox.save_deal(proc.open_deal(f"x-{i}", at=at, actor="t", name=f"X {i}", close_date=date(2026, 8, 1)),
+                                 expected_version=None)
         dying = self.engine(h, store, adapter=_StopAfterPages(h.adapter(page_size=self.page_size), 99))
         with pytest.raises(_Interrupted):
             dying.push()
@@ -663,7 +665,8 @@ class AdapterConformance:
             assert eng.pull().created == 12
             assert h.remote.status_counts.get("throttled", 0) == before, "the limiter let the CRM throttle us"
             other = MemoryStore()
-            eager = self.engine(h, other, adapter=h.adapter(page_size=2, rate_limit=None))
+            patient = RetryPolicy(attempts=10, base=0.05, cap=0.4)  # the CRM may give no wait hint
+            eager = self.engine(h, other, adapter=h.adapter(page_size=2, rate_limit=None, retry=patient))
             assert eager.pull().created == 12, "throttled calls are retried until they pass"
             assert h.remote.status_counts.get("throttled", 0) > before
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, FakeServer, RateWindow
 from .hubspot import HubSpotFake, HubSpotHarness
+from .salesforce import SalesforceFake, SalesforceHarness
 
 __all__ = [
     "FakeApp",
@@ -22,4 +23,6 @@ __all__ = [
     "HubSpotFake",
     "HubSpotHarness",
     "RateWindow",
+    "SalesforceFake",
+    "SalesforceHarness",
 ]

@@ -9,7 +9,6 @@ in-process (:meth:`FakeApp.transport`, an ``httpx.MockTransport``) and over real
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import Counter, deque
@@ -22,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
+
+from .._http import dump_json
 
 __all__ = ["FakeApp", "FakeClock", "FakeRequest", "FakeResponse", "FakeServer", "RateWindow", "dump_json"]
 
@@ -64,25 +65,6 @@ class FakeResponse:
         """A JSON response. ``Decimal`` values are written as exact JSON numbers."""
         h = {"Content-Type": "application/json;charset=utf-8", **(headers or {})}
         return cls(status, dump_json(data), h)
-
-
-_DEC = re.compile(r'"\\u0000D([^"\\]+)\\u0000"')
-
-
-def _mark(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return f"\x00D{v}\x00"
-    if isinstance(v, dict):
-        return {k: _mark(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_mark(x) for x in v]
-    return v
-
-
-def dump_json(data: Any) -> bytes:
-    """JSON text with Decimals as exact numbers (never through float)."""
-    text = json.dumps(_mark(data), separators=(",", ":"), ensure_ascii=True)
-    return _DEC.sub(r"\1", text).encode()
 
 
 class FakeClock:
@@ -187,6 +169,11 @@ class FakeApp:
         """Whether a route returns pages (a ``duplicate_page`` fault repeats its last answer)."""
         return False
 
+    def page_key(self, req: FakeRequest, route: str) -> str:
+        """Which listing a page belongs to (a ``duplicate_page`` fault repeats the last page of the
+        same listing)."""
+        return route
+
     def is_public(self, route: str) -> bool:
         """Routes without auth, faults or rate limits (the OAuth token endpoint)."""
         return False
@@ -245,8 +232,9 @@ class FakeApp:
                 self.expire_tokens()
             if not self.authorized(req):
                 return self._count(self.unauthorized(req))
+            key = self.page_key(req, route) if self.is_page(route) else route
             if fault == "duplicate_page":
-                prev = self._last.get(route) if self.is_page(route) else None
+                prev = self._last.get(key) if self.is_page(route) else None
                 if prev is not None:
                     self.status_counts["duplicate_page"] += 1
                     return self._count(prev)
@@ -255,7 +243,7 @@ class FakeApp:
             resp = handler(req)
             self.decorate(resp, route, remaining)
             if self.is_page(route) and resp.status == 200:
-                self._last[route] = resp
+                self._last[key] = resp
             if fault == "truncated":
                 self.status_counts["truncated"] += 1
                 resp = FakeResponse(resp.status, resp.body[: max(1, len(resp.body) // 2)], dict(resp.headers))
@@ -263,7 +251,11 @@ class FakeApp:
 
     def _count(self, resp: FakeResponse) -> FakeResponse:
         self.status_counts[str(resp.status)] += 1
+        self.finish(resp)
         return resp
+
+    def finish(self, resp: FakeResponse) -> None:
+        """Last touch on every response (headers the vendor always sends)."""
 
     # --- transports ---------------------------------------------------------------------------------
     def transport(self) -> Any:
