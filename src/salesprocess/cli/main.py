@@ -23,6 +23,8 @@ COMMANDS: tuple[str, ...] = (
     "forecast_cmd",
     "score_cmd",
     "risk_cmd",
+    "sync_cmd",
+    "fake_cmd",
 )
 
 

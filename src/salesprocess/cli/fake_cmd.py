@@ -1,0 +1,83 @@
+"""``salesprocess fake hubspot|salesforce``: serve a local fake of a CRM's API on a loopback port."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any
+
+from ._util import CLIError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("fake", help="serve a local fake CRM API (HubSpot, Salesforce) for tests and demos")
+    ps = p.add_subparsers(dest="fake_command", metavar="VENDOR", required=True)
+    for vendor, default_limit in (("hubspot", "100/10s"), ("salesforce", None)):
+        a = ps.add_parser(vendor, help=f"serve the {vendor} fake until interrupted")
+        a.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+        a.add_argument("--port", type=int, default=0, help="the port (default: a free one, printed)")
+        a.add_argument("--token-env", help="an environment variable holding the token the fake accepts "
+                                           "(default: the fake's built-in token)")
+        a.add_argument("--seed-deals", type=int, default=0, metavar="N", help="create N deals first")
+        a.add_argument("--rate-limit", default=default_limit,
+                       help=f"enforce CALLS/PERIOD, e.g. 100/10s (default {default_limit or 'none'}; 'none' to turn off)")
+        if vendor == "hubspot":
+            a.add_argument("--search-rate-limit", default="5/1s", help="the search endpoints' limit (default 5/1s)")
+            a.add_argument("--retry-after", type=float, help="send Retry-After (seconds) with 429 responses")
+        else:
+            a.add_argument("--daily-limit", type=int, help="the daily API allocation")
+        a.set_defaults(func=_serve, vendor=vendor)
+
+
+def _rate(v: str | None) -> tuple[int, float] | None:
+    from ..sync import parse_rate
+
+    if v is None or v.lower() == "none":
+        return None
+    try:
+        return parse_rate(v)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def make_fake(args: argparse.Namespace) -> Any:
+    opts: dict[str, Any] = {"rate_limit": _rate(args.rate_limit)}
+    if args.token_env:
+        tok = os.environ.get(args.token_env)
+        if not tok:
+            raise CLIError(f"environment variable {args.token_env} is not set")
+        opts["token"] = tok
+    if args.vendor == "hubspot":
+        from salesprocess_adapters.fakes import HubSpotFake
+
+        opts["search_rate_limit"] = _rate(args.search_rate_limit)
+        if args.retry_after is not None:
+            opts["retry_after"] = args.retry_after
+        fake: Any = HubSpotFake(**opts)
+    else:
+        from salesprocess_adapters.fakes import SalesforceFake
+
+        if args.daily_limit is not None:
+            opts["daily_limit"] = args.daily_limit
+        fake = SalesforceFake(**opts)
+    if args.seed_deals:
+        fake.seed_deals(args.seed_deals)
+    return fake
+
+
+def _serve(args: argparse.Namespace) -> int:
+    fake = make_fake(args)
+    server = fake.serve(args.host, args.port)
+    print(f"{args.vendor} fake listening on {server.base_url}", flush=True)
+    if args.seed_deals:
+        print(f"seeded {args.seed_deals} deals", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        print("stopped", file=sys.stderr)
+    return 0
