@@ -24,6 +24,7 @@ from salesprocess.model import (
     DealReopened,
     DealStatus,
     DealWon,
+    OwnerChanged,
     StageChanged,
     replay,
 )
@@ -187,8 +188,14 @@ def test_hierarchy_and_reps(company: Company) -> None:
             closed.setdefault(d.owner_id, []).append(d.status is DealStatus.WON)
     rates = [sum(v) / len(v) for v in closed.values() if len(v) >= 30]
     assert max(rates) - min(rates) > 0.08
-    # managers own no deals
+    # managers own no deals, and nobody owns a deal from before they joined
     assert {d.owner_id for d in company.deals} <= {r.id for r in aes}
+    for d in company.deals:
+        owners = [d.events[0].owner_id] + [e.new for e in d.events if isinstance(e, OwnerChanged)]
+        for o in owners:
+            hired = reps[o].hired_on
+            assert hired is not None
+            assert hired <= d.created_at.date(), (d.id, o)
 
 
 def test_quarter_end_spike(company: Company) -> None:

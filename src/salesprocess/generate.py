@@ -625,7 +625,7 @@ class _Generator:
             mk = (created.year, created.month)
             el = month_cache.get(mk)
             if el is None:
-                el = self.eligible(date(created.year, created.month, 15))
+                el = self.eligible(date(created.year, created.month, 1))  # reps on board all month
                 month_cache[mk] = el
             ri = el[0][bisect.bisect_right(el[1], rng.random() * el[1][-1]) if len(el[0]) > 1 else 0]
             ri = min(ri, len(self.reps) - 1)
@@ -874,19 +874,24 @@ class _Generator:
         return c.deal, c.acts
 
     def _quarter_end_pull(self, move_at: datetime, after: datetime) -> datetime:
-        """Deals that would close in the weeks around a quarter end tend to close just before it."""
+        """Deals that would close in the weeks around a quarter end tend to close just before it:
+        late in the quarter reps push to sign now, early in the next they had pulled deals in."""
         d = move_at.date()
         q_end = date(d.year + (d.month > 9), ((d.month - 1) // 3 + 1) * 3 % 12 + 1, 1) - timedelta(days=1)
         days_left = (q_end - d).days
-        if 0 <= days_left <= 24 and self.rng.random() < 0.55:
-            nd = q_end - timedelta(days=self.ri(0, 4))
-            if nd < d:
-                nd = d
-            cand = self.work_instant(nd)
-            if cand.date() > q_end:  # the quarter ended on a weekend: close on its Friday
-                cand = self.work_instant(q_end - timedelta(days=q_end.weekday() - 4))
-            if cand > after and cand <= self.asof:
-                return cand
+        r = self.rng.random()
+        if 4 <= days_left <= 30 and r < 0.6:
+            target = q_end
+        elif days_left >= 77 and r < 0.3:  # the first two weeks of a quarter: pulled into the last
+            target = date(d.year, d.month, 1) - timedelta(days=1)
+        else:
+            return move_at
+        nd = target - timedelta(days=self.ri(0, 4))
+        if nd.weekday() >= 5:  # close on the Friday before
+            nd -= timedelta(days=nd.weekday() - 4)
+        cand = self.work_instant(nd)
+        if after < cand <= self.asof:
+            return cand
         return move_at
 
     def _maybe_reopen(self, c: _Ctx, closed: str, t: datetime, rep: _RepInfo, acc: int) -> bool:

@@ -110,7 +110,8 @@ class RowError:
         col = f" column {self.column!r}" if self.column else ""
         fld = f" ({self.field})" if self.field and self.field != self.column else ""
         sep = ":" if col or fld else ""
-        return f"{self.file}:{self.line}:{col}{fld}{sep} {self.reason}"
+        where = f"{self.file}:{self.line}:" if self.line > 0 else f"{self.file}:"
+        return f"{where}{col}{fld}{sep} {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -149,12 +150,13 @@ class ImportReport:
 
     @property
     def ok(self) -> bool:
-        return self.bad_rows == 0
+        """No bad row and no problem with the file."""
+        return self.bad_rows == 0 and self.errors_total == 0
 
     @property
     def exit_code(self) -> int:
         """0: all rows good; 3: imported, bad rows skipped; 4: nothing imported because of bad rows."""
-        if self.bad_rows == 0:
+        if self.bad_rows == 0 and self.errors_total == 0:
             return 0
         return 3 if self.imported else 4
 
@@ -166,8 +168,9 @@ class ImportReport:
         if self.references_created:
             refs = ", ".join(f"{n} {k}" for k, n in sorted(self.references_created.items()))
             s += f"; referenced and created: {refs}"
-        if self.bad_rows and not self.imported:
-            s += f"; {self.bad_rows:,} bad row(s): nothing imported"
+        if self.errors_total and not self.imported:
+            what = f"{self.bad_rows:,} bad row(s)" if self.bad_rows else f"{self.errors_total:,} problem(s)"
+            s += f"; {what}: nothing imported"
         elif self.bad_rows:
             s += f"; {self.bad_rows:,} bad row(s) skipped"
         return s
@@ -1378,6 +1381,7 @@ def import_file(
     try:
         f = open(spath, encoding=m.encoding, newline="" if fmt == "csv" else None)  # noqa: SIM115
     except OSError as e:
+        report.add(RowError(spath, 0, None, None, "read", f"cannot read: {e.strerror or e}"))
         raise ImportDataError(f"{spath}: cannot read: {e.strerror or e}", report) from None
     with f:
         try:
@@ -1387,13 +1391,11 @@ def import_file(
                 m, _header, rows = _jsonl_source(f, spath, m, kind)
             _run(store, kind, m, spath, rows, report, app, batch_size, on_error, progress)
         except _Fatal as e:
-            report.bad_rows = max(report.bad_rows, 1)
             report.imported = False
             for err in e.errors:
                 report.add(err)
             raise ImportDataError(f"{e}; nothing imported", report) from None
         except UnicodeDecodeError as e:
-            report.bad_rows = max(report.bad_rows, 1)
             report.imported = False
             err = RowError(spath, 0, None, None, "encoding", f"not {m.encoding} text: {e}")
             report.add(err)
