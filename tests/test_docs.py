@@ -376,6 +376,17 @@ def test_link_finder() -> None:
     assert relative_links(text) == ["../tutorial/getting-started.md#install", "#here", "other.md"]
 
 
+def test_index_maps_every_page() -> None:
+    index = DOCS / "index.md"
+    linked = {
+        (DOCS / t.partition("#")[0]).resolve()
+        for t in relative_links(index.read_text(encoding="utf-8"))
+        if t.partition("#")[0]
+    }
+    unlisted = [_rel(p) for p in DOC_FILES if p != index and p.resolve() not in linked]
+    assert not unlisted, f"pages not linked from docs/index.md (add a line for each): {unlisted}"
+
+
 def test_docs_tree_has_the_four_kinds() -> None:
     for part in ("tutorial", "how-to", "reference", "explanation"):
         assert list((DOCS / part).glob("*.md")), f"docs/{part} has no page"
