@@ -267,6 +267,7 @@ BAD = [
     ("B9,Moses Frase,GTX Pro,Cancity,Won,2016-10-20,,10,USD", "close_date", "required"),
     ("B10,Moses Frase,GTX Pro,Cancity,Won,2017-10-20,2017-03-01,10,USD", "close_date", "order"),
     ("B11,Moses Frase,GTX Pro,Cancity,Won,2016-10-20,2017-03-01,NaN,USD", "close_value", "number"),
+    ("B12,Ghost Agent,Ghost Box,Nowhere Inc,Won,2016-10-20,2017-03-01,-9,USD", "close_value", "negative"),
 ]
 
 
@@ -290,6 +291,10 @@ def test_every_bad_row_is_reported_with_line_and_column(tmp_path: Path, mapping:
     assert (report.created, report.skipped, report.exit_code) == (2, len(BAD) + 1, 3)
     assert report.imported
     assert {d.external_ids["crm"] for d in store.deals()} == {"A1", "A3"}
+    # bad rows leave no trace: the reps, accounts and products only they named were not created
+    assert {r.name for r in store.all(Rep)} == {"Moses Frase"}
+    assert {a.name for a in store.all(Account)} == {"Cancity"}
+    assert report.references_created == {"rep": 1, "account": 1, "product": 2}
 
 
 def test_one_row_with_several_problems_reports_them_all(tmp_path: Path, mapping: Path) -> None:

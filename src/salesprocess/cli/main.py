@@ -23,6 +23,9 @@ COMMANDS: tuple[str, ...] = (
     "forecast_cmd",
     "score_cmd",
     "risk_cmd",
+    "commissions_cmd",
+    "contest_cmd",
+    "evaluate_cmd",
     "sync_cmd",
     "fake_cmd",
 )

@@ -71,6 +71,7 @@ ENTITY_CLASSES: dict[str, type] = {
 _REF_CLASSES: dict[str, type] = {
     "rep": Rep, "account": Account, "product": Product, "contact": Contact, "team": Team,
 }
+_KIND_OF_CLASS: dict[type, str] = {v: k for k, v in _REF_CLASSES.items()}
 _ID_PREFIX = {"rep": "rep", "account": "acc", "product": "prod", "contact": "ct", "team": "team", "activity": "act"}
 _KIND_SINGULAR = {
     "accounts": "account", "contacts": "contact", "teams": "team", "reps": "rep", "products": "product",
@@ -501,6 +502,13 @@ class _Index:
             have = self.by_name.get(name)
             self.by_name[name] = obj.id if have is None or have == obj.id else _AMBIGUOUS
 
+    def forget(self, obj: Any) -> None:
+        """Undo :meth:`remember` for a stub made by a row that turned out bad."""
+        self.by_id.pop(obj.id, None)
+        for table in (self.by_ext, self.by_name, self.memo):
+            for k in [k for k, v in table.items() if v == obj.id]:
+                del table[k]
+
     def get(self, id: str) -> Any:
         self.load()
         obj = self.by_id.get(id)
@@ -601,6 +609,17 @@ class _Context:
         if ix is None:
             ix = self.indexes[kind] = _Index(self, kind, load=kind != "activity")
         return ix
+
+    def drop_stubs_since(self, mark: int) -> None:
+        """Forget the records a bad row referred to and that were created for it."""
+        rc = self.report.references_created
+        for stub in self.stubs[mark:]:
+            kind = _KIND_OF_CLASS[type(stub)]
+            self.index(kind).forget(stub)
+            rc[kind] -= 1
+            if not rc[kind]:
+                del rc[kind]
+        del self.stubs[mark:]
 
     def bad(self, errs: Sequence[RowError]) -> None:
         self.report.bad_rows += 1
@@ -746,11 +765,13 @@ class _DealImporter(_Importer):
         entered = vals.get("stage_entered_at")
         if entered is not None and created is not None and entered < created:
             errs.append(self.err(line, "stage_entered_at", "order", "stage entered before the deal was created", entered.isoformat()))
+        mark = len(self.ctx.stubs)
         owner = self.resolve(vals, "owner", "rep", line, errs)
         account = self.resolve(vals, "account", "account", line, errs)
         products = self.resolve(vals, "products", "product", line, errs)
         contacts = self.resolve(vals, "contacts", "contact", line, errs)
         if errs:
+            self.ctx.drop_stubs_since(mark)
             self.ctx.bad(errs)
             return
         assert proc is not None
@@ -787,9 +808,11 @@ class _DealImporter(_Importer):
                     return
                 self.ctx.report.updated += 1
         except _RowProblem as e:
+            self.ctx.drop_stubs_since(mark)
             self.ctx.bad([self.err(line, e.field, e.code, e.reason)])
             return
         except (DomainError, TypeError, ValueError) as e:
+            self.ctx.drop_stubs_since(mark)
             self.ctx.bad([self.err(line, None, "invalid", str(e))])
             return
         if self.ctx.writing:
@@ -1014,6 +1037,12 @@ class _EntityImporter(_Importer):
         vals, errs = self.ex.row(line, raw)
         m = self.m
         kw: dict[str, Any] = {}
+        mark = len(self.ctx.stubs)
+
+        def fail(problems: Sequence[RowError]) -> None:
+            self.ctx.drop_stubs_since(mark)
+            self.ctx.bad(problems)
+
         for f, target in self.refs.items():
             if f in vals:
                 if target == "deal":
@@ -1032,7 +1061,7 @@ class _EntityImporter(_Importer):
             kw[f] = v
         customs = {k[7:]: v for k, v in vals.items() if k.startswith("custom.") and v is not None}
         if errs:
-            self.ctx.bad(errs)
+            fail(errs)
             return
         ext = vals.get("external_id")
         existing = None
@@ -1054,14 +1083,14 @@ class _EntityImporter(_Importer):
             self.ix.load()
             i = self.ix.by_name.get(vals["name"])
             if i == _AMBIGUOUS:
-                self.ctx.bad([self.err(line, "name", "ambiguous", f"more than one {self.single} is named {vals['name']!r}")])
+                fail([self.err(line, "name", "ambiguous", f"more than one {self.single} is named {vals['name']!r}")])
                 return
             if i is not None:
                 existing = self.pending.get(i) or self.ix.get(i)
             else:
                 new_id = self.ix.new_id(vals["name"])
         else:
-            self.ctx.bad([self.err(line, "id", "required", f"missing {self.single} id, external id and name")])
+            fail([self.err(line, "id", "required", f"missing {self.single} id, external id and name")])
             return
         ext_ids: dict[str, Any] = dict(existing.external_ids) if existing is not None else {}
         if "external_ids" in vals and vals["external_ids"] is not None:
@@ -1091,10 +1120,10 @@ class _EntityImporter(_Importer):
                 obj = self.cls(id=new_id, **kw)
                 self.ctx.report.created += 1
         except _RowProblem as e:
-            self.ctx.bad([self.err(line, e.field, e.code, e.reason)])
+            fail([self.err(line, e.field, e.code, e.reason)])
             return
         except (TypeError, ValueError, DomainError) as e:
-            self.ctx.bad([self.err(line, None, "invalid", str(e))])
+            fail([self.err(line, None, "invalid", str(e))])
             return
         if self.ix.load_all:
             self.ix.remember(obj)
