@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
 import sqlite3
 import threading
@@ -83,6 +84,20 @@ def _rmw_writer(path: str, worker: int, writes: int, barrier: Any, out: Any) -> 
     out.put((worker, done, conflicts))
 
 
+def _gather(out: Any, procs: list[Any], timeout: float = 120) -> list[Any]:
+    """One result per process; fails at once when a process dies without reporting."""
+    results: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=0.5))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"a writer died with exit code {dead[0]}"
+            assert time.monotonic() < deadline, "the writers did not finish in time"
+    return results
+
+
 def test_two_processes_read_modify_write_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     with SQLiteStore(path) as store:
@@ -93,7 +108,7 @@ def test_two_processes_read_modify_write_lose_nothing(tmp_path: Path) -> None:
     procs = [SPAWN.Process(target=_rmw_writer, args=(str(path), w, writes, barrier, out)) for w in (1, 2)]
     for p in procs:
         p.start()
-    results = [out.get(timeout=120) for _ in procs]
+    results = _gather(out, procs)
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

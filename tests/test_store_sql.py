@@ -3,6 +3,7 @@ history, exact amounts in SQL, streaming with flat memory, schema handling, clea
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import tracemalloc
@@ -17,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from salesprocess import SalesProcess
-from salesprocess.codec import encode_deal_state
+from salesprocess.codec import encode_deal_state, encode_value
 from salesprocess.errors import PluginError, SchemaError, StoreError
 from salesprocess.model import Deal
 from salesprocess.money import CURRENCY_MINOR_UNITS, Money
 from salesprocess.testing.store_conformance import DealRecipe, deal_recipes, money_values, move
-from salesprocess_adapters._sql import amount_minor
+from salesprocess_adapters._sql import amount_minor, event_from_row, event_json
 from salesprocess_adapters.sqlite import SQLiteStore, sqlite_path
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -216,6 +217,15 @@ def test_stage_columns_of_events(sql_store: Any) -> None:
     rows = sql_store.query("SELECT seq, kind, from_stage, to_stage FROM deal_events ORDER BY seq")
     assert rows == [(1, "created", None, None), (2, "stage_changed", "lead", "qualify"),
                     (3, "owner_changed", None, None), (4, "won", "qualify", "closed_won")]  # fmt: skip
+
+
+@_prop
+@given(recipe=deal_recipes())
+def test_event_text_is_the_codec_encoding(recipe: DealRecipe) -> None:
+    for e in recipe.build("x").events:
+        codec = {k: encode_value(v) for k, v in e.payload().items() if v is not None}
+        assert json.loads(event_json(e)) == json.loads(json.dumps(codec))
+        assert event_from_row(e.deal_id, e.kind, e.at, e.actor, e.source.value, event_json(e)) == e
 
 
 # ------------------------------------------------------------------------------------------------

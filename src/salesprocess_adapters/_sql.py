@@ -36,6 +36,7 @@ from salesprocess.errors import (
 )
 from salesprocess.guards import GuardRegistry, builtin_registry
 from salesprocess.model import (
+    EVENT_TYPES,
     Deal,
     DealEvent,
     DealStatus,
@@ -147,71 +148,107 @@ def amount_minor(amount: Decimal, currency: str | None) -> int | None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _enum(v: Any) -> Any:
-    return v.value
+_ENUM_VALUES: dict[Any, str] = {m: m.value for e in (DealStatus, EventSource, ForecastCategory) for m in e}
+_enum = _ENUM_VALUES.__getitem__
 
 
-def _enc_map(v: FrozenMap) -> dict[str, Any]:
-    return {"$map": {k: x if x.__class__ in _PLAIN else _enc(x) for k, x in v.to_dict().items()}}
+_quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+_ENUM_TYPES = frozenset({DealStatus, EventSource, ForecastCategory})
 
 
-def _enc_seq(v: Sequence[Any]) -> list[Any]:
-    return [x if x.__class__ in _PLAIN else _enc(x) for x in v]
+def json_value(v: Any) -> str:
+    """JSON text of :func:`salesprocess.codec.encode_value` of ``v``, written directly for the
+    types deals and events carry (the hot path of bulk saves); anything else goes through the
+    codec."""
+    c = v.__class__
+    if c is str:
+        return _quote(v)
+    if v is None:
+        return "null"
+    if c is int:
+        return int.__repr__(v)
+    if c is bool:
+        return "true" if v else "false"
+    if c is Money:
+        return '{"$money":[' + _quote(str(v.amount)) + "," + _quote(v.currency) + "]}"
+    if c in _ENUM_TYPES:
+        return _quote(_ENUM_VALUES[v])
+    if c is date:
+        return '{"$date":"' + str(v.isoformat()) + '"}'
+    if c is Rate:
+        return '{"$rate":' + _quote(str(v.value)) + "}"
+    if c is Decimal:
+        return '{"$dec":' + _quote(str(v)) + "}"
+    if c is FrozenMap:
+        return '{"$map":{' + ",".join(_quote(k) + ":" + json_value(x) for k, x in v.to_dict().items()) + "}}"
+    if c is tuple or c is list:
+        return "[" + ",".join(map(json_value, v)) + "]"
+    return _DUMPS(encode_value(v))
 
 
-_PLAIN: frozenset[type] = frozenset({str, int, bool, type(None)})
-_FAST: dict[type, Callable[[Any], Any]] = {
-    Money: lambda v: {"$money": [str(v.amount), v.currency]},
-    Rate: lambda v: {"$rate": str(v.value)},
-    Decimal: lambda v: {"$dec": str(v)},
-    date: lambda v: {"$date": v.isoformat()},
-    FrozenMap: _enc_map,
-    tuple: _enc_seq,
-    list: _enc_seq,
-    DealStatus: _enum,
-    EventSource: _enum,
-    ForecastCategory: _enum,
-}
+def event_json(e: DealEvent) -> str:
+    """The event's fields (all but deal_id, at, actor, source) as codec-encoded JSON text.
+    Fields whose value is None are left out; :func:`event_from_row` puts them back."""
+    q = _quote
+    jv = json_value
+    return "{" + ",".join(q(k) + ":" + jv(v) for k, v in e.payload().items() if v is not None) + "}"
 
 
-def _enc(v: Any) -> Any:
-    """:func:`salesprocess.codec.encode_value`, with the common types looked up first."""
-    f = _FAST.get(v.__class__)
-    return encode_value(v) if f is None else f(v)
+_STAGE_EVENTS = (StageChanged, ProcessMigrated)
+_BASE_FIELDS = frozenset({"deal_id", "at", "actor", "source"})
+_NULLABLE: dict[str, tuple[str, ...]] = {}
 
 
-def event_data(e: DealEvent) -> tuple[dict[str, Any], str | None, str | None]:
-    """The JSON payload of an event (what :func:`salesprocess.codec.decode_event` reads back)
-    and its from/to stage (stage changes and process migrations only)."""
-    plain = _PLAIN
-    data = {k: v if v.__class__ in plain else _enc(v) for k, v in e.payload().items()}
-    if isinstance(e, StageChanged | ProcessMigrated):
-        return data, e.from_stage, e.to_stage
-    return data, None, None
+def _nullable_fields(kind: str) -> tuple[str, ...]:
+    """The payload fields of an event kind: one missing from stored data was None."""
+    names = _NULLABLE.get(kind)
+    if names is None:
+        cls = EVENT_TYPES.get(kind)
+        if cls is None:
+            raise StoreError(f"unknown event kind {kind!r} in the store")
+        fields = getattr(cls, "_fields", None)
+        if not isinstance(fields, tuple):
+            fields = tuple(a.name for a in attrs.fields(cls))  # type: ignore[arg-type]
+        names = _NULLABLE[kind] = tuple(f for f in fields if f not in _BASE_FIELDS)
+    return names
+
+
+def event_from_row(deal_id: str, kind: str, at: datetime, actor: str, source: str, data: Any) -> DealEvent:
+    """An event from its stored columns (``data`` as JSON text or already parsed)."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    for name in _nullable_fields(kind):
+        if name not in data:
+            data[name] = None
+    return decode_event({"deal_id": deal_id, "kind": kind, "at": at, "actor": actor, "source": source, "data": data})
 
 
 def touches_external_ids(events: Sequence[DealEvent]) -> bool:
     return any(isinstance(e, DetailsChanged) and "external_ids" in e.changes for e in events)
 
 
+def _map_body(m: FrozenMap) -> str:
+    return "{" + ",".join(_quote(k) + ":" + json_value(x) for k, x in m.to_dict().items()) + "}"
+
+
 def deal_rest(d: Deal) -> str:
-    """The deal fields without their own column, as JSON."""
-    out: dict[str, Any] = {}
+    """The deal fields without their own column, as JSON text (codec-encoded values)."""
+    parts: list[str] = []
     if d.competitors:
-        out["competitors"] = list(d.competitors)
+        parts.append('"competitors":' + json_value(d.competitors))
     if d.lost_reason is not None:
-        out["lost_reason"] = d.lost_reason
+        parts.append('"lost_reason":' + _quote(d.lost_reason))
     if d.contact_ids:
-        out["contact_ids"] = list(d.contact_ids)
+        parts.append('"contact_ids":' + json_value(d.contact_ids))
     if d.product_ids:
-        out["product_ids"] = list(d.product_ids)
+        parts.append('"product_ids":' + json_value(d.product_ids))
     if d.checklist:
-        out["checklist"] = sorted(d.checklist)
+        parts.append('"checklist":' + json_value(sorted(d.checklist)))
     if d.custom:
-        out["custom"] = _enc_map(d.custom)["$map"]
+        parts.append('"custom":' + _map_body(d.custom))
     if d.external_ids:
-        out["external_ids"] = _enc_map(d.external_ids)["$map"]
-    return _DUMPS(out) if out else "{}"
+        parts.append('"external_ids":' + _map_body(d.external_ids))
+    return "{" + ",".join(parts) + "}"
 
 
 class _FastPathFailed(Exception):
@@ -374,8 +411,12 @@ class SQLStore:
         for SQLite, ``%s`` for PostgreSQL) and return the rows. Meant for reports that group in
         the database; the tables are described in the stores reference."""
         with self._lock, self._guard():
-            cur = self._cursor_exec(sql, params)
-            return [tuple(r) for r in cur.fetchall()] if cur.description is not None else []
+            if not self._depth:
+                cur = self._cursor_exec(sql, params)
+                return [tuple(r) for r in cur.fetchall()] if cur.description is not None else []
+            with self._atomic():  # a failing statement must not spoil the enclosing transaction
+                cur = self._cursor_exec(sql, params)
+                return [tuple(r) for r in cur.fetchall()] if cur.description is not None else []
 
     # --- transactions ---------------------------------------------------------------------------
     @contextmanager
@@ -397,8 +438,7 @@ class SQLStore:
             except BaseException:
                 self._depth = 0
                 self._savepoints = 0
-                with self._guard():
-                    self._cursor_exec("ROLLBACK", ())
+                self._rollback_quietly()
                 raise
             self._depth = 0
             self._savepoints = 0
@@ -406,11 +446,16 @@ class SQLStore:
                 with self._guard():
                     self._cursor_exec("COMMIT", ())
             except BaseException:
-                try:
-                    self._cursor_exec("ROLLBACK", ())
-                except self._driver_errors:
-                    pass
+                self._rollback_quietly()
                 raise
+
+    def _rollback_quietly(self) -> None:
+        """Roll back; a failure to do so (the database already did, the connection is gone)
+        must not hide the error that caused the rollback."""
+        try:
+            self._cursor_exec("ROLLBACK", ())
+        except self._driver_errors:
+            pass
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -551,13 +596,13 @@ class SQLStore:
         amt = d.amount
         amount = (None,) * len(self.AMOUNT_COLUMNS) if amt is None else self._amount(amt)
         return (
-            d.id, d.process, d.process_version, d.name, d.stage, d.status.value,
+            d.id, d.process, d.process_version, d.name, d.stage, _enum(d.status),
             *amount,
             None if d.close_date is None else self._date(d.close_date),
             d.owner_id, d.account_id,
             None if d.probability is None else self._num(d.probability.value),
-            None if d.probability_source is None else d.probability_source.value,
-            None if d.forecast_category is None else d.forecast_category.value,
+            None if d.probability_source is None else _enum(d.probability_source),
+            None if d.forecast_category is None else _enum(d.forecast_category),
             t(d.created_at), t(d.stage_entered_at),
             None if d.closed_at is None else t(d.closed_at),
             t(d.events[-1].at), len(d.events), deal_rest(d),
@@ -568,11 +613,10 @@ class SQLStore:
         memo: dict[int, Any] | None = None,
     ) -> None:
         ts = self._ts
-        dumps = _DUMPS
         seq = start
+        stage_events = _STAGE_EVENTS
         for e in events:
             seq += 1
-            data, from_stage, to_stage = event_data(e)
             at = e.at
             if memo is None:
                 v = ts(at)
@@ -580,16 +624,14 @@ class SQLStore:
                 v = memo.get(id(at))
                 if v is None:
                     v = memo[id(at)] = ts(at)
-            out.append((deal_id, seq, e.kind, v, e.actor, e.source.value, from_stage, to_stage, dumps(data)))
+            if isinstance(e, stage_events):
+                out.append((deal_id, seq, e.kind, v, e.actor, _enum(e.source), e.from_stage, e.to_stage, event_json(e)))
+            else:
+                out.append((deal_id, seq, e.kind, v, e.actor, _enum(e.source), None, None, event_json(e)))
 
     def _decode_events(self, rows: Iterable[Row]) -> list[DealEvent]:
         out = self._ts_out
-        return [
-            decode_event(
-                {"deal_id": r[0], "kind": r[2], "at": out(r[3]), "actor": r[4], "source": r[5], "data": r[8]}
-            )
-            for r in rows
-        ]
+        return [event_from_row(r[0], r[2], out(r[3]), r[4], r[5], r[8]) for r in rows]
 
     def _conflict(self, deal_id: str, expected: int | None) -> ConflictError:
         r = self._one("SELECT version FROM deals WHERE id = ?", (deal_id,))
