@@ -273,7 +273,7 @@ class Leaderboard:
             row["qualified"] = s.qualified
             row["winner"] = s.winner
             row["prize"] = s.prize
-            row["note"] = "; ".join(s.reasons) + (" (shared rank)" if s.shared else "")
+            row["note"] = "; ".join([*s.reasons, *(["shared rank"] if s.shared else [])])
             out.append(row)
         return out
 

@@ -540,7 +540,11 @@ class _Crediter:
                 amount: Money | None) -> None:
         windowed = kind in WINDOWED
         if ctx.net <= 0:
-            if windowed:
+            if amount is not None and ctx.positives:
+                self.book.problems.append(Problem(
+                    f"deals[{deal.id}]", "over_reduction",
+                    f"{kind} {ev} of deal {deal.id}: {amount} exceeds what is still credited (nothing)"))
+            elif windowed:
                 self.book.notes.append(f"{kind} {ev} of deal {deal.id}: nothing credited to claw back")
             return
         if amount is None:
@@ -570,7 +574,8 @@ class _Crediter:
         for idx in ctx.positives:
             c = credits[idx]
             v = self.plan.version(c.version)
-            if windowed and (kind not in v.clawback.on or at - c.at > timedelta(days=v.clawback.days)):
+            # within N calendar days of the credit, in the plan's timezone
+            if windowed and (kind not in v.clawback.on or (day - c.day).days > v.clawback.days):
                 continue
             before = self._reduced.get(idx, _ZERO)
             if before >= 1:
@@ -599,7 +604,7 @@ class _Crediter:
                     a = self.book.awards[ai]
                     v = self.plan.version(a.version)
                     if windowed and (not v.clawback.spifs or kind not in v.clawback.on
-                                     or at - a.at > timedelta(days=v.clawback.days)):
+                                     or (day - a.day).days > v.clawback.days):
                         keep.append(ai)
                         continue
                     self.book.awards.append(SpifAward._make((

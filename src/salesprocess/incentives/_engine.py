@@ -51,6 +51,12 @@ def _round(v: Decimal, mode: str) -> int:
     return int(v.to_integral_value(rounding=mode))
 
 
+def _tidy(rate: Decimal) -> Decimal:
+    """The same rate without trailing zeros (``0.090`` → ``0.09``), never in exponent form."""
+    n = rate.normalize()
+    return n.quantize(_ONE) if n == n.to_integral_value() else n
+
+
 @attrs.frozen
 class _Band:
     lo: Decimal
@@ -103,7 +109,7 @@ class _Bands:
             if dec:
                 rate = _CTX.multiply(rate, dec[0].multiplier)
                 label += f"+decelerator:{dec[0].name}"
-            bands.append(_Band(lo, rate, label))
+            bands.append(_Band(lo, _tidy(rate), label))
         # merge neighbours with the same label (a threshold that changes nothing)
         merged: list[_Band] = []
         for b in bands:
@@ -573,8 +579,8 @@ class _Engine:
                         pcs = tuple(lst)
             if rule is not None and rule.multiplier is not None:
                 m = rule.multiplier
-                pcs = tuple((f"{p[0]}+rule:{rule.name}", p[1], mul(p[2], m), _round(mul(mul(p[2], m), p[1]), mode))
-                            for p in pcs)
+                pcs = tuple((f"{p[0]}+rule:{rule.name}", p[1], _tidy(mul(p[2], m)),
+                             _round(mul(mul(p[2], m), p[1]), mode)) for p in pcs)
             append(pcs)
             if len(pcs) == 1:
                 t = pcs[0][3]

@@ -176,6 +176,10 @@ class StatementLine(Record):
         ))
 
 
+def _or(v: Money | None, default: Money) -> Money:
+    return default if v is None else v
+
+
 def _m(v: Money | None) -> Any:
     return None if v is None else str(v.amount)
 
@@ -281,11 +285,11 @@ class Statement:
             attainment_period=per("attainment", d["attainment_period"]),
             currency=cur,
             lines=tuple(StatementLine.from_dict(x, cur) for x in d.get("lines", ())),
-            quota=m(d.get("quota")), credited=m(d.get("credited")) or zero,
+            quota=m(d.get("quota")), credited=_or(m(d.get("credited")), zero),
             attainment=None if d.get("attainment") is None else Decimal(d["attainment"]),
-            tier=d.get("tier"), withheld=m(d.get("withheld")) or zero,
-            withheld_to_date=m(d.get("withheld_to_date")) or zero,
-            draw_balance=m(d.get("draw_balance")) or zero, deficit=m(d.get("deficit")) or zero,
+            tier=d.get("tier"), withheld=_or(m(d.get("withheld")), zero),
+            withheld_to_date=_or(m(d.get("withheld_to_date")), zero),
+            draw_balance=_or(m(d.get("draw_balance")), zero), deficit=_or(m(d.get("deficit")), zero),
         )
 
     @property
