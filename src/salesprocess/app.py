@@ -392,5 +392,14 @@ class SalesProcess:
         return run
 
     def notify_saved(self, deal: Deal, events: Sequence[Any], store: Any) -> None:
+        """Fire ``salesprocess_deal_saved`` for a save that committed (no-op without listeners)."""
         if self._has_saved:
             self.pm.hook.salesprocess_deal_saved(deal=deal, events=events, store=store)
+
+    def save_deal(self, store: Any, deal: Deal, *, expected_version: int | None) -> Deal:
+        """Save ``deal`` in ``store`` (optimistic concurrency) and, once the write committed, fire
+        ``salesprocess_deal_saved`` with the events that were new. Inside an open
+        ``store.transaction()`` the hook fires when this call returns, before the outer commit."""
+        saved = store.save_deal(deal, expected_version=expected_version)
+        self.notify_saved(saved, saved.events[expected_version or 0 :], store)
+        return saved

@@ -143,8 +143,9 @@ def salesprocess_after_transition(
 def salesprocess_deal_saved(deal: Deal, events: Sequence[DealEvent], store: Any) -> None:
     """Be told that a store committed new events of a deal.
 
-    Fires from :meth:`SalesProcess.notify_saved`, which the code that saved the deal calls once
-    the transaction committed (never for a save that rolled back).
+    Fires from :meth:`SalesProcess.save_deal` after the store accepted the write, and from
+    :meth:`SalesProcess.notify_saved`, which code that saved deals by other means calls once its
+    transaction committed (never for a save that rolled back or raised ``ConflictError``).
 
     :param deal: the saved deal.
     :param events: the events that were new in this save.
