@@ -626,3 +626,65 @@ def test_import_and_round_trip_on_postgres(tmp_path: Path, mapping: Path, pg_sto
     dst = MemoryStore()
     _roundtrip(pg_store, dst, tmp_path, "jsonl")
     _assert_same(pg_store, dst)
+
+
+PROPERTY_MAPPING = """\
+process = "b2b"
+currency = "CNY"
+source = "p"
+[columns]
+external_id = "id"
+stage = "stage"
+created_at = "created"
+closed_at = "closed"
+amount = "amount"
+probability = "probability"
+competitors = "competitors"
+lost_reason = "reason"
+custom.region = "region"
+"""
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(
+    st.sampled_from(["lead", "first_contact", "quote", "negotiation", "won", "lost"]),
+    st.dates(date(2020, 1, 1), date(2024, 12, 31)),
+    st.integers(0, 400),
+    st.one_of(st.none(), st.decimals(0, 10**9, places=2)),
+    st.one_of(st.none(), st.sampled_from(["0.3", "45%", "1"])),
+    st.lists(st.sampled_from(["Globex", "Initech", "星云软件"]), max_size=2, unique=True),
+    st.one_of(st.none(), st.sampled_from(["price", "timing"])),
+    st.one_of(st.none(), st.sampled_from(["华东", "North"])),
+), min_size=1, max_size=12))
+def test_imported_deals_replay_to_their_state(rows: list[tuple[Any, ...]]) -> None:
+    from datetime import timedelta
+
+    m = ImportMapping.from_toml(PROPERTY_MAPPING, kind="deals")
+    lines = ["id,stage,created,closed,amount,probability,competitors,reason,region"]
+    for i, (stage, created, days, amount, prob, comps, reason, region) in enumerate(rows):
+        closed = (created + timedelta(days=days)).isoformat() if stage in ("won", "lost") else ""
+        lines.append(",".join([f"D{i}", stage, created.isoformat(), closed, "" if amount is None else str(amount),
+                               prob or "", ";".join(comps), reason or "", region or ""]))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "d.csv"
+        f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        store = MemoryStore()
+        report = import_file(store, "deals", f, mapping=m)
+    assert report.created == len(rows)
+    for i, (stage, _, _, amount, prob, comps, reason, region) in enumerate(rows):
+        d = store.find_deal("p", f"D{i}")
+        assert d is not None
+        assert replay(d.events) == d
+        assert d.stage == stage
+        assert d.amount == (None if amount is None else Money(amount, "CNY"))
+        assert d.competitors == tuple(comps)
+        assert d.custom.get("region") == region
+        if prob is not None and stage not in ("won", "lost"):
+            assert d.probability is not None
+            assert d.probability.value == (Decimal("0.45") if prob == "45%" else Decimal(prob))
+        if stage == "lost":
+            assert d.lost_reason == reason
+        if stage in ("won", "lost"):
+            assert d.probability == m.process.stage(stage).probability  # type: ignore[union-attr]

@@ -85,8 +85,11 @@ _ATTR = {
 _MONEY_FIELD = {"accounts": "credit_limit", "products": "list_price"}
 _AMBIGUOUS = "\x00ambiguous"
 _STATUS = {StageKind.OPEN: DealStatus.OPEN, StageKind.WON: DealStatus.WON, StageKind.LOST: DealStatus.LOST}
-_DEAL_FIELDS: tuple[str, ...] = Deal._fields
-_NO_CHECKLIST: frozenset[str] = frozenset()
+_I: dict[str, int] = {k: i for i, k in enumerate(Deal._fields)}
+"""Position of each field in a deal record."""
+_STATE_DEFAULTS = {"competitors": (), "contact_ids": (), "product_ids": (), "checklist": frozenset(),
+                   "custom": EMPTY, "external_ids": EMPTY}
+_STATE_TEMPLATE: list[Any] = [_STATE_DEFAULTS.get(k) for k in Deal._fields]
 _MISSING: Any = object()
 
 
@@ -878,22 +881,36 @@ class _DealImporter(_Importer):
         # The state these events replay to, built directly: replay() is the slow way to the same
         # value (tests check replay(deal.events) == deal for imported deals).
         status = _STATUS[stage.kind]
-        state = {
-                "id": deal_id, "process": proc.key, "process_version": proc.version, "name": first.name,
-                "stage": stage.key, "status": status, "amount": amount, "close_date": close_date,
-                "owner_id": owner, "account_id": account, "probability": prob,
-                "probability_source": EventSource.STAGE_DEFAULT, "forecast_category": fc,
-                "created_at": created, "stage_entered_at": at,
-                "closed_at": at if status is not DealStatus.OPEN else None,
-                "competitors": det["competitors"] if "competitors" in details else (),
-                "lost_reason": lost_reason if lost else details.get("lost_reason"),
-                "contact_ids": det["contact_ids"] if contacts else (),
-                "product_ids": det["product_ids"] if products else (),
-                "checklist": _NO_CHECKLIST, "custom": det["custom"] if "custom" in details else EMPTY,
-                "external_ids": det["external_ids"] if "external_ids" in details else EMPTY,
-                "events": events,
-        }
-        deal = Deal._make([state[k] for k in _DEAL_FIELDS])
+        st = _STATE_TEMPLATE.copy()
+        st[_I["id"]] = deal_id
+        st[_I["process"]] = proc.key
+        st[_I["process_version"]] = proc.version
+        st[_I["name"]] = first.name
+        st[_I["stage"]] = stage.key
+        st[_I["status"]] = status
+        st[_I["amount"]] = amount
+        st[_I["close_date"]] = close_date
+        st[_I["owner_id"]] = owner
+        st[_I["account_id"]] = account
+        st[_I["probability"]] = prob
+        st[_I["probability_source"]] = EventSource.STAGE_DEFAULT
+        st[_I["forecast_category"]] = fc
+        st[_I["created_at"]] = created
+        st[_I["stage_entered_at"]] = at
+        st[_I["closed_at"]] = at if status is not DealStatus.OPEN else None
+        if "competitors" in details:
+            st[_I["competitors"]] = det["competitors"]
+        st[_I["lost_reason"]] = lost_reason if lost else details.get("lost_reason")
+        if contacts:
+            st[_I["contact_ids"]] = det["contact_ids"]
+        if products:
+            st[_I["product_ids"]] = det["product_ids"]
+        if "custom" in details:
+            st[_I["custom"]] = det["custom"]
+        if "external_ids" in details:
+            st[_I["external_ids"]] = det["external_ids"]
+        st[_I["events"]] = events
+        deal = Deal._make(st)
         if self.has_probability:
             deal = self._probability(deal, vals, at)
         return deal
@@ -920,6 +937,8 @@ class _DealImporter(_Importer):
         return ev
 
     def _probability(self, deal: Deal, vals: dict[str, Any], at: datetime) -> Deal:
+        if deal.status is not DealStatus.OPEN:
+            return deal  # won and lost stages fix probability and forecast category
         p: Rate | None = vals.get("probability")
         if p is not None and p != deal.probability:
             deal = deal.with_probability(p, at=at, actor=self.actor, source=EventSource.IMPORT)
