@@ -320,8 +320,8 @@ def evaluate(
                 if rv.hidden:
                     notes.append("hidden for anonymity (too few raters): "
                                  + ", ".join(g.value for g in rv.hidden))
-            qual = rv.normalised if rv is not None else None
-            quant = sc.score
+            qual = rv.exact if rv is not None else None
+            quant = sc.exact if sc.exact is not None else sc.score
             wq, wr = pol.quantitative, pol.qualitative
             if qual is None:
                 if wr:
@@ -343,7 +343,7 @@ def evaluate(
             score = None if exact is None else q2(exact)
             evs.append((exact if exact is not None else Decimal(-1), Evaluation(
                 sc.rep_id, sc.name, card.role, p, score, band_for(score, pol.bands), None, 0,
-                quant, qual, tuple(strengths), tuple(weaknesses), tuple(recs), done, tuple(fu),
+                sc.score, None if rv is None else rv.normalised, tuple(strengths), tuple(weaknesses), tuple(recs), done, tuple(fu),
                 kpis, comps, sc, rv, tuple(notes),
             )))
         evs.sort(key=lambda x: (-x[0], x[1].rep_id))

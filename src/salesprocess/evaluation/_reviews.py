@@ -216,6 +216,8 @@ class ReviewResult:
     overall: Decimal | None
     normalised: Decimal | None
     hidden: tuple[RaterGroup, ...]
+    exact: Decimal | None = attrs.field(default=None, repr=False)
+    """``normalised`` before rounding (what combined evaluations use)."""
 
     def competency(self, key: str) -> CompetencyScore:
         for c in self.competencies:
@@ -322,6 +324,7 @@ def aggregate_reviews(reviews: Iterable[Review], policy: ReviewPolicy, subject_i
         None if overall is None else q2(overall),
         None if overall is None else q2(policy.normalise(overall)),
         tuple(hidden),
+        None if overall is None else policy.normalise(overall),
     )
 
 

@@ -130,6 +130,8 @@ class ScorecardResult:
     band: str | None
     rank: int | None = None
     of: int = 0
+    exact: Decimal | None = attrs.field(default=None, repr=False)
+    """The score before rounding (what ranks and combined evaluations use)."""
 
     def item(self, metric: str) -> ItemScore:
         for it in self.items:
@@ -281,7 +283,7 @@ def score_reps(
                      for i in items)
         score = q2(exact)
         results.append((exact, ScorecardResult(rid, names.get(rid), scorecard.role, p, norm, score,
-                                               band_for(score, scorecard.bands))))
+                                               band_for(score, scorecard.bands), exact=exact)))
     if problems and strict:
         raise EvaluationError(problems)
     results.sort(key=lambda x: (-x[0], x[1].rep_id))
