@@ -380,8 +380,14 @@ class _Keys:
 
     def __init__(self, dl: _Dialect, by: Sequence[str], where: Mapping[str, frozenset[str | None]]) -> None:
         self.by = list(by)
-        joins = ["LEFT JOIN reps r ON r.id = f.owner_id", "LEFT JOIN teams t ON t.id = r.team_id",
-                 "LEFT JOIN accounts a ON a.id = f.account_id"]  # fmt: skip
+        used = {*by, *where}
+        joins = []
+        if used & {"team", "region", "manager"}:
+            joins.append("LEFT JOIN reps r ON r.id = f.owner_id")
+        if used & {"region", "manager"}:
+            joins.append("LEFT JOIN teams t ON t.id = r.team_id")
+        if used & {"region", "industry", "size_band", "country"}:
+            joins.append("LEFT JOIN accounts a ON a.id = f.account_id")
         ctes: list[str] = []
         params: list[Any] = []
         conds: list[str] = []
@@ -504,18 +510,20 @@ def compute(
         w, ps = _with((facts.sql, facts.params), *extra)
         return dl.run(f"{w}\n{body}", ps)
 
-    # exactness (SQLite keeps amounts in minor units only when exact)
-    if dl.name == "sqlite":
-        bad = q("SELECT COUNT(*) FROM f WHERE NOT amt_ok")
-        if bad and bad[0][0]:
-            raise Unsupported("an amount has more digits than its currency's minor units")
-    # report currency: the only currency of the data as known at asof (unfiltered)
-    if currency is None:
-        cur = q("SELECT DISTINCT currency FROM f WHERE currency IS NOT NULL LIMIT 2")
-        currency = cur[0][0] if len(cur) == 1 else None
+    # one scan of the facts: exactness (SQLite keeps amounts in minor units only when exact) and
+    # the report currency (the only currency of the data as known at asof, before filters)
+    bad, cmin, ncur = q("SELECT SUM(CASE WHEN amt_ok THEN 0 ELSE 1 END), MIN(currency), "
+                        "COUNT(DISTINCT currency) FROM f")[0]  # fmt: skip
+    if bad:
+        raise Unsupported("an amount has more digits than its currency's minor units")
+    if currency is None and ncur == 1:
+        currency = cmin
     kk = (keys.sql, keys.params)
-    groups = sorted({_key(r, n) for r in q(f"SELECT DISTINCT {kc or '1'} FROM k", kk)} if n
-                    else {()}, key=lambda t: tuple((x is None, x or "") for x in t))  # fmt: skip
+    # one scan of the keyed facts: the groups and the span of the data
+    spans = q(f"SELECT {kcs}MIN(created_at), MAX(created_at), MIN(closed_at), MAX(closed_at) "
+              f"FROM k" + (f" GROUP BY {kc}" if kc else ""), kk)  # fmt: skip
+    found = {_key(r, n) for r in spans} if n else {()}
+    groups = sorted(found, key=lambda t: tuple((x is None, x or "") for x in t))
     # periods
     parts: list[Period | None]
     if pk is None:
@@ -523,9 +531,7 @@ def compute(
     else:
         w = window
         if w is None:
-            r = q("SELECT MIN(created_at), MAX(created_at), MIN(closed_at), MAX(closed_at) FROM k",
-                  kk)[0]  # fmt: skip
-            ds = [_local(v, dl, tz) for v in r if v is not None]
+            ds = [_local(v, dl, tz) for r in spans for v in r[n:] if v is not None]
             if not ds:
                 parts = []
             else:
@@ -857,17 +863,23 @@ def funnel(
     ev_at = [dl.ts(asof)] if asof is not None else []
     ev_cond = f"e.at {op} ?" if asof is not None else "1 = 1"
     stage_of = f"CASE e.kind WHEN 'created' THEN {dl.j('e.data', 'stage')} ELSE e.to_stage END"
-    stays = (
+    # stage entries (no window function: enough for furthest and entered steps) ...
+    entries = (
         f"rk(stage, rnk) AS (VALUES {rank_rows}),\n"
         f"se AS (SELECT e.deal_id, e.seq, e.kind, e.at, {stage_of} AS stage FROM deal_events e "
         f"WHERE {ev_cond} AND e.kind IN ('created', 'stage_changed', 'won', 'lost', 'reopened', "
         f"'process_migrated')),\n"
-        f"se2 AS (SELECT se.*, LAG(stage) OVER (PARTITION BY deal_id ORDER BY seq) AS prev FROM se),\n"
-        f"se3 AS (SELECT deal_id, seq, at, stage FROM se2 WHERE NOT (kind = 'process_migrated' "
-        f"AND stage = prev)),\n"
-        f"sy AS (SELECT deal_id, stage, at AS entered, LEAD(at) OVER (PARTITION BY deal_id "
-        f"ORDER BY seq) AS lft FROM se3),\n"
-        f"ry AS (SELECT sy.deal_id, rk.rnk, sy.entered, sy.lft FROM sy JOIN rk ON rk.stage = sy.stage)"
+        f"re AS (SELECT se.deal_id, rk.rnk FROM se JOIN rk ON rk.stage = se.stage)"
+    )
+    # ... and stays with their end (a migration that keeps the stage does not end a stay)
+    stays = (
+        entries + ",\n"
+        "se2 AS (SELECT se.*, LAG(stage) OVER (PARTITION BY deal_id ORDER BY seq) AS prev FROM se),\n"
+        "se3 AS (SELECT deal_id, seq, at, stage FROM se2 WHERE NOT (kind = 'process_migrated' "
+        "AND stage = prev)),\n"
+        "sy AS (SELECT deal_id, stage, at AS entered, LEAD(at) OVER (PARTITION BY deal_id "
+        "ORDER BY seq) AS lft FROM se3),\n"
+        "ry AS (SELECT sy.deal_id, rk.rnk, sy.entered, sy.lft FROM sy JOIN rk ON rk.stage = sy.stage)"
     )
     stays_params = rank_params + ev_at
     tr_cond = f"e.at {op} ?" if asof is not None else "1 = 1"
@@ -879,52 +891,40 @@ def funnel(
     )
     adj_params = list(ev_at)
 
-    def cohort(cond: str) -> str:
-        return f"co AS (SELECT DISTINCT {kcs}k.id, k.status FROM k WHERE k.process = ? AND {cond})"
-
-    def tallies(cond: str, cparams: list[Any]) -> dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]]:
-        rows = q(
-            f"SELECT {kcs.replace('k', 'co.k')}fu.mx, co.status, COUNT(*) FROM co JOIN "
-            f"(SELECT deal_id, MAX(rnk) AS mx FROM ry GROUP BY deal_id) fu ON fu.deal_id = co.id "
-            f"GROUP BY {kcs.replace('k', 'co.k')}fu.mx, co.status",
-            (stays, stays_params), (cohort(cond), [proc.key, *cparams]),
-        )
-        out: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
-        for r in rows:
-            d = out.setdefault(_key(r, n), {})
-            k = (int(r[n]), DealStatus(str(r[n + 1])))
-            d[k] = d.get(k, 0) + int(r[n + 2])
-        return out
-
-    cur = tallies(win_cond, win_params)
-    hist: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
+    hist_cond, hist_params = "1 = 0", list[Any]()
     if window is not None:
-        hist = tallies("k.created_at < ?", [dl.ts(window.start_instant(tz))])
+        hist_cond, hist_params = "k.created_at < ?", [dl.ts(window.start_instant(tz))]
+    co = (f"co AS MATERIALIZED (SELECT DISTINCT {kcs}k.id, k.status, "
+          f"CASE WHEN {win_cond} THEN 1 ELSE 0 END AS cur, "
+          f"CASE WHEN {hist_cond} THEN 1 ELSE 0 END AS hist FROM k WHERE k.process = ?)")  # fmt: skip
+    co_params = [*win_params, *hist_params, proc.key]
+    fu = "fu AS (SELECT deal_id, MAX(rnk) AS mx FROM re GROUP BY deal_id)"
     ck = kcs.replace("k", "co.k")
-    entered = q(f"SELECT {ck}ry.rnk, COUNT(DISTINCT co.id) FROM co JOIN ry ON ry.deal_id = co.id "
-                f"GROUP BY {ck}ry.rnk", (stays, stays_params),
-                (cohort(win_cond), [proc.key, *win_params]))  # fmt: skip
-    adjacent = q(f"SELECT {ck}ad.rnk, COUNT(DISTINCT co.id) FROM co JOIN ad ON ad.deal_id = co.id "
-                 f"GROUP BY {ck}ad.rnk", (stays, stays_params), (adj, adj_params),
-                 (cohort(win_cond), [proc.key, *win_params]))  # fmt: skip
     dur = f"({dl.micros('ry.lft')} - {dl.micros('ry.entered')})"
-    pct_rows: list[tuple[Any, ...]] = []
     conds = " OR ".join(f"rn = ((n - 1) * {a}) / {b} OR rn = ((n - 1) * {a} + {b} - 1) / {b}"
                         for a, b in _FRACTIONS.values())  # fmt: skip
-    pct_rows = q(
+    cur: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
+    hist: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
+    # furthest step and status of each deal of the cohort (and of the history before the window)
+    for fr in q(f"SELECT {ck}fu.mx, co.status, co.cur, COUNT(*) FROM co JOIN fu ON fu.deal_id = co.id "
+                f"WHERE co.cur = 1 OR co.hist = 1 GROUP BY {ck}fu.mx, co.status, co.cur",
+                (entries, stays_params), (co, co_params), (fu, [])):  # fmt: skip
+        tally = (cur if int(fr[n + 2]) == 1 else hist).setdefault(_key(fr, n), {})
+        fk = (int(fr[n]), DealStatus(str(fr[n + 1])))
+        tally[fk] = tally.get(fk, 0) + int(fr[n + 3])
+    ent = {(_key(er, n), int(er[n])): int(er[n + 1]) for er in q(
+        f"SELECT {ck}re.rnk, COUNT(DISTINCT co.id) FROM co JOIN re ON re.deal_id = co.id "
+        f"WHERE co.cur = 1 GROUP BY {ck}re.rnk", (entries, stays_params), (co, co_params))}  # fmt: skip
+    adjc = {(_key(ar, n), int(ar[n])): int(ar[n + 1]) for ar in q(
+        f"SELECT {ck}ad.rnk, COUNT(DISTINCT co.id) FROM co JOIN ad ON ad.deal_id = co.id "
+        f"WHERE co.cur = 1 GROUP BY {ck}ad.rnk", (f"rk(stage, rnk) AS (VALUES {rank_rows})",
+                                                  rank_params), (adj, adj_params), (co, co_params))}  # fmt: skip
+    pct_rows = [tuple(pr) for pr in q(
         f"SELECT {kcs}rnk, n, rn, v FROM (SELECT {kcs}rnk, v, ROW_NUMBER() OVER w - 1 AS rn, "
         f"COUNT(*) OVER wp AS n FROM (SELECT {ck}ry.rnk AS rnk, {dur} AS v FROM co JOIN ry "
-        f"ON ry.deal_id = co.id WHERE ry.lft IS NOT NULL AND ry.rnk < {nsteps - 1}) y "
+        f"ON ry.deal_id = co.id WHERE co.cur = 1 AND ry.lft IS NOT NULL AND ry.rnk < {nsteps - 1}) y "
         f"WINDOW w AS (PARTITION BY {kcs}rnk ORDER BY v), wp AS (PARTITION BY {kcs}rnk)) z "
-        f"WHERE {conds}",
-        (stays, stays_params), (cohort(win_cond), [proc.key, *win_params]),
-    )
-    ent: dict[tuple[tuple[str | None, ...], int], int] = {
-        (_key(r, n), int(r[n])): int(r[n + 1]) for r in entered
-    }
-    adjc: dict[tuple[tuple[str | None, ...], int], int] = {
-        (_key(r, n), int(r[n])): int(r[n + 1]) for r in adjacent
-    }
+        f"WHERE {conds}", (stays, stays_params), (co, co_params))]  # fmt: skip
     ranked: dict[tuple[tuple[str | None, ...], int], tuple[int, dict[int, int]]] = {}
     for row in pct_rows:
         g, rk_ = _key(row, n), int(row[n])

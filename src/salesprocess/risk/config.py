@@ -49,6 +49,13 @@ class SignalSettings:
     threshold: Decimal | None = None
     full: Decimal | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    _t: float = attrs.field(init=False, repr=False, eq=False)
+    _f: float = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        t = float(self.threshold) if self.threshold is not None else 0.0
+        object.__setattr__(self, "_t", t)
+        object.__setattr__(self, "_f", float(self.full) if self.full is not None else t)
 
     def option(self, name: str, default: Any = None) -> Any:
         for k, v in self.options:
@@ -58,10 +65,10 @@ class SignalSettings:
 
     def severity(self, x: float) -> float:
         """0 below ``threshold``; 0.5 at it, rising linearly to 1 at ``full``."""
-        t = float(self.threshold) if self.threshold is not None else 0.0
+        t = self._t
         if x < t:
             return 0.0
-        full = float(self.full) if self.full is not None else t
+        full = self._f
         if full <= t:
             return 1.0
         s = 0.5 + 0.5 * (x - t) / (full - t)

@@ -26,35 +26,88 @@ from .churn import ChurnInputs, churn_findings
 from .config import LEVELS, RiskConfig, SignalConfig, SignalSettings
 from .credit import CreditAssessment, CreditInputs, assess_credit
 from .facts import DealFacts, FactsBuilder, Workdays
-from .points import Contribution, combine
+from .points import Contribution, combine, score_of
 from .signals import (
     BUILTIN_DEAL_SIGNALS,
+    SEVERITY_ONLY,
     RiskContext,
     RiskFinding,
     SignalRegistry,
-    SignalSpec,
     call_plugin,
 )
 
 __all__ = ["CustomerRisk", "DealRisk", "RiskEngine", "RiskReport", "assess"]
 
 
-@attrs.frozen
 class DealRisk:
-    """The risk of one open deal: score, level, the findings and each signal's contribution."""
+    """The risk of one open deal: score, level, the findings and each signal's contribution.
 
-    deal_id: str
-    name: str
-    stage: str
-    amount: Money | None
-    owner_id: str | None
-    account_id: str | None
-    score: Decimal
-    level: str
-    findings: tuple[RiskFinding, ...]
-    contributions: tuple[Contribution, ...]
-    recipients: tuple[tuple[str, str], ...] = ()
-    """(role, id) pairs alert rules resolve: owner, manager, team_manager, account_owner."""
+    The findings' sentences are built when :attr:`findings` is first read (scoring many deals
+    computes only the severities and the score).
+    """
+
+    __slots__ = ("_contributions", "_findings", "_lazy", "_parts", "account_id", "amount",
+                 "deal_id", "level", "name", "owner_id", "recipients", "score", "stage")
+
+    def __init__(
+        self,
+        deal_id: str,
+        name: str,
+        stage: str,
+        amount: Money | None,
+        owner_id: str | None,
+        account_id: str | None,
+        score: Decimal,
+        level: str,
+        findings: tuple[RiskFinding, ...] | None,
+        contributions: tuple[Contribution, ...] | None,
+        recipients: tuple[tuple[str, str], ...] = (),
+        lazy: tuple[Any, ...] | None = None,
+        parts: Sequence[tuple[str, Decimal, float]] = (),
+    ) -> None:
+        self.deal_id = deal_id
+        self.name = name
+        self.stage = stage
+        self.amount = amount
+        self.owner_id = owner_id
+        self.account_id = account_id
+        self.score = score
+        self.level = level
+        self._findings = findings
+        self._contributions = contributions
+        self._parts = parts
+        self.recipients = recipients
+        """(role, id) pairs alert rules resolve: owner, manager, team_manager, account_owner."""
+        self._lazy = lazy
+
+    @property
+    def contributions(self) -> tuple[Contribution, ...]:
+        """Each signal's points; they add up exactly to :attr:`score`."""
+        if self._contributions is None:
+            score, self._contributions = combine(self._parts)
+            assert score == self.score
+            self._parts = ()
+        return self._contributions
+
+    @property
+    def findings(self) -> tuple[RiskFinding, ...]:
+        if self._findings is None:
+            facts, ctx, fired = self._lazy or (None, None, ())
+            out = []
+            for item in fired:
+                if isinstance(item, RiskFinding):
+                    out.append(item)
+                else:
+                    fn, settings = item
+                    found = fn(facts, settings, ctx)
+                    assert found is not None
+                    out.append(found)
+            self._findings = tuple(out)
+            self._lazy = None
+        return self._findings
+
+    def __repr__(self) -> str:
+        return f"DealRisk({self.deal_id!r}, score={self.score}, level={self.level!r})"
 
     def explain(self) -> list[str]:
         """One line per contributing signal: its points and its sentence."""
@@ -165,11 +218,13 @@ class RiskEngine:
         self.signals = signals
         self.builder = FactsBuilder(view, asof, tz=tz, calendar=calendar, workdays=workdays)
         self.inputs = inputs or {}
-        self._plan: dict[str, list[tuple[str, Any, SignalSettings]]] = {}
+        self._plan: dict[str, list[tuple[str, Any, SignalSettings, bool]]] = {}
+        self._ctx = RiskContext(asof, tz, view, self.builder, inputs=self.inputs)
+        self._who: dict[tuple[str | None, str | None], tuple[tuple[str, str], ...]] = {}
         self._plugins = signals.plugins("deal") if signals is not None else []
         self._cplugins = signals.plugins("customer") if signals is not None else []
 
-    def _stage_plan(self, stage: str) -> list[tuple[str, Any, SignalSettings]]:
+    def _stage_plan(self, stage: str) -> list[tuple[str, Any, SignalSettings, bool]]:
         plan = self._plan.get(stage)
         if plan is None:
             plan = []
@@ -177,16 +232,23 @@ class RiskEngine:
                 s = cfg.for_stage(stage)
                 fn = BUILTIN_DEAL_SIGNALS.get(name)
                 if fn is not None and s.enabled:
-                    plan.append((name, fn[0], s))
+                    plan.append((name, (fn[0], SEVERITY_ONLY[name]), s, False))
             for spec in self._plugins:
                 pcfg = self.config.deal_signal(spec.name)
                 s = pcfg.for_stage(stage) if pcfg else SignalSettings(points=self.config.plugin_points)
                 if s.enabled:
-                    plan.append((spec.name, spec, s))
+                    plan.append((spec.name, spec, s, True))
             self._plan[stage] = plan
         return plan
 
     def _recipients(self, owner: str | None, account_id: str | None) -> tuple[tuple[str, str], ...]:
+        key = (owner, account_id)
+        got = self._who.get(key)
+        if got is None:
+            got = self._who[key] = self._resolve(owner, account_id)
+        return got
+
+    def _resolve(self, owner: str | None, account_id: str | None) -> tuple[tuple[str, str], ...]:
         v = self.view
         out: list[tuple[str, str]] = []
         if owner:
@@ -209,22 +271,27 @@ class RiskEngine:
 
     def deal_risk(self, deal: Deal) -> DealRisk:
         f = self.builder.facts(deal)
-        ctx = RiskContext(self.asof, self.tz, self.view, self.builder, facts=f, inputs=self.inputs)
+        ctx = self._ctx
+        ctx.facts = f
         parts: list[tuple[str, Decimal, float]] = []
-        findings: list[RiskFinding] = []
-        for name, fn, s in self._stage_plan(deal.stage):
-            ctx.settings = s
-            if isinstance(fn, SignalSpec):
+        fired: list[Any] = []
+        for name, fn, s, plugin in self._stage_plan(deal.stage):
+            if plugin:
+                ctx.settings = s
                 r = call_plugin(fn, deal, ctx)
+                if r is not None:
+                    fired.append(r)
+                    parts.append((name, s.points, float(r.severity)))
             else:
-                r = fn(f, s, ctx)
-            if r is not None:
-                findings.append(r)
-                parts.append((name, s.points, float(r.severity)))
-        score, contribs = combine(parts)
+                sev = fn[1](f, s, ctx)
+                if sev > 0:
+                    fired.append((fn[0], s))
+                    parts.append((name, s.points, sev))
+        score = score_of(parts)
         return DealRisk(deal.id, deal.name, deal.stage, deal.amount, deal.owner_id,
-                        deal.account_id, score, self.config.level_of(score), tuple(findings),
-                        contribs, self._recipients(deal.owner_id, deal.account_id))
+                        deal.account_id, score, self.config.level_of(score), None, None,
+                        self._recipients(deal.owner_id, deal.account_id), (f, ctx, tuple(fired)),
+                        parts)
 
     def deal_risks(self, deals: Iterable[Deal] | None = None) -> list[DealRisk]:
         src = deals if deals is not None else (d for d in self.view.deals if d.status is DealStatus.OPEN)

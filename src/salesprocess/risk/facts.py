@@ -74,6 +74,12 @@ class Workdays:
         """Working days in ``[start, end)`` (0 when ``end <= start``)."""
         if end <= start:
             return 0
+        first = self._first
+        if first is not None:
+            a = (start - first).days
+            b = (end - first).days
+            if a >= 0 and b < len(self._cum):
+                return self._cum[b] - self._cum[a]
         self._ensure(start, end)
         assert self._first is not None
         return self._cum[(end - self._first).days] - self._cum[(start - self._first).days]

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
-
-__all__ = ["Contribution", "combine"]
+__all__ = ["Contribution", "combine", "score_of", "severity_decimal"]
 
 CAP = 100
+_SEV4 = [Decimal(i).scaleb(-4) for i in range(10_001)]
+_HUND = [Decimal(i).scaleb(-2) for i in range(CAP * 100 + 1)]
 
 
-@attrs.frozen
-class Contribution:
+def severity_decimal(x: float) -> Decimal:
+    """A severity in [0, 1] as a Decimal rounded half-even to 4 places."""
+    return _SEV4[round(x * 10_000)]
+
+
+class Contribution(NamedTuple):
     """What one signal adds to a score (points, 2 decimal places)."""
 
     signal: str
@@ -35,10 +39,22 @@ class Contribution:
                 "weight": self.weight}
 
 
+def score_of(parts: Sequence[tuple[str, Decimal, float]]) -> Decimal:
+    """The score alone (what :func:`combine` returns first)."""
+    total = 0.0
+    for _, p, s in parts:
+        total += float(p) * s
+    if total <= 0:
+        return _HUND[0]
+    return _HUND[round(total * 100) if total < CAP else CAP * 100]
+
+
 def combine(parts: Sequence[tuple[str, Decimal, float]]) -> tuple[Decimal, tuple[Contribution, ...]]:
     """The score and the contributions of the parts with a positive raw value."""
-    raw = [float(p) * s for _, p, s in parts]
-    total = sum(raw)
+    raw = [float(p) * s for _, p, s in parts]  # float(Decimal) is exact enough for weights
+    total = 0.0
+    for r in raw:  # the same order of additions as score_of
+        total += r
     if total <= 0:
         return Decimal("0.00"), ()
     capped = total if total < CAP else float(CAP)
@@ -46,12 +62,13 @@ def combine(parts: Sequence[tuple[str, Decimal, float]]) -> tuple[Decimal, tuple
     quotas = [units * r / total for r in raw]
     floors = [int(q) for q in quotas]
     left = units - sum(floors)
-    order = sorted((i for i in range(len(raw)) if raw[i] > 0),
-                   key=lambda i: (-(quotas[i] - floors[i]), i))
-    for i in order[:left]:
-        floors[i] += 1
+    if left:
+        order = sorted((i for i in range(len(raw)) if raw[i] > 0),
+                       key=lambda i: (-(quotas[i] - floors[i]), i))
+        for i in order[:left]:
+            floors[i] += 1
     contribs = tuple(
-        Contribution(name, Decimal(u).scaleb(-2), Decimal(f"{s:.4f}"), Decimal(p))
+        Contribution(name, _HUND[u], _SEV4[round(s * 10_000)], p)
         for (name, p, s), u, r in zip(parts, floors, raw, strict=True) if r > 0
     )
-    return Decimal(units).scaleb(-2), contribs
+    return _HUND[units], contribs

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -36,6 +36,7 @@ from salesprocess.kpi import View
 
 from .config import SignalSettings
 from .facts import DealFacts, FactsBuilder
+from .points import severity_decimal
 
 __all__ = [
     "BUILTIN_DEAL_SIGNALS",
@@ -47,12 +48,10 @@ __all__ = [
 ]
 
 
-def _sev(x: float) -> Decimal:
-    return Decimal(f"{x:.4f}")
+_sev = severity_decimal
 
 
-@attrs.frozen
-class RiskFinding:
+class RiskFinding(NamedTuple):
     """A fired signal: ``severity`` in [0, 1] and a one-sentence ``explanation`` with its numbers."""
 
     signal: str
@@ -81,6 +80,8 @@ class RiskContext:
     settings: SignalSettings = attrs.field(factory=SignalSettings)
     facts: DealFacts | None = None
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
+    cache: dict[Any, Any] = attrs.field(factory=dict)
+    """Scratch space signals may use to remember lookups across deals of one assessment."""
 
 
 DealSignal = Callable[[DealFacts, SignalSettings, RiskContext], "RiskFinding | None"]
@@ -94,35 +95,51 @@ def _pct(d: Decimal | float) -> str:
     return f"{float(d) * 100:.0f}%"
 
 
-def _stalled(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> RiskFinding | None:
+def _sla(f: DealFacts, ctx: RiskContext) -> tuple[int, bool]:
     deal = f.deal
-    proc = ctx.view.processes.get(deal.process)
-    stage = proc.stage(deal.stage) if proc is not None and proc.has_stage(deal.stage) else None
+    key = ("sla", deal.process, deal.stage)
+    sla: tuple[int, bool] | None = ctx.cache.get(key)
+    if sla is None:
+        proc = ctx.view.processes.get(deal.process)
+        stage = proc.stage(deal.stage) if proc is not None and proc.has_stage(deal.stage) else None
+        sla = (stage.sla_days or 0, stage.sla_business_days) if stage is not None else (0, False)
+        ctx.cache[key] = sla
+    return sla
+
+
+def _stall_ratio(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    sla_days, sla_business = _sla(f, ctx)
     basis = s.option("basis", "either")
-    ratios = []
-    parts = []
-    if basis in ("sla", "either") and stage is not None and stage.sla_days:
-        days = f.business_days_in_stage if stage.sla_business_days else f.days_in_stage
-        unit = "business days" if stage.sla_business_days else "days"
-        r = days / stage.sla_days
-        ratios.append(r)
-        parts.append(f"{days} {unit} against a {stage.sla_days}-{unit[:-1]} SLA")
-    if basis in ("p75", "either") and f.p75_stage_days is not None and f.p75_stage_days > 0:
-        r = f.days_in_stage / float(f.p75_stage_days)
-        ratios.append(r)
-        parts.append(f"{f.days_in_stage} days against the {f.p75_scope} p75 of "
-                     f"{float(f.p75_stage_days):g} days")
-    if not ratios:
+    x = -1.0
+    if basis != "p75" and sla_days:
+        x = (f.business_days_in_stage if sla_business else f.days_in_stage) / sla_days
+    if basis != "sla" and f.p75_stage_days is not None and f.p75_stage_days > 0:
+        x = max(x, f.days_in_stage / float(f.p75_stage_days))
+    return x
+
+
+def _stalled(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> RiskFinding | None:
+    x = _stall_ratio(f, s, ctx)
+    if x < 0:
         return None
-    x = max(ratios)
     sev = s.severity(x)
     if sev <= 0:
         return None
+    sla_days, sla_business = _sla(f, ctx)
+    basis = s.option("basis", "either")
+    parts = []
+    if basis != "p75" and sla_days:
+        days = f.business_days_in_stage if sla_business else f.days_in_stage
+        unit = "business days" if sla_business else "days"
+        parts.append(f"{days} {unit} against a {sla_days}-{unit[:-1]} SLA")
+    if basis != "sla" and f.p75_stage_days is not None and f.p75_stage_days > 0:
+        parts.append(f"{f.days_in_stage} days against the {f.p75_scope} p75 of "
+                     f"{float(f.p75_stage_days):g} days")
     return RiskFinding(
         "stalled", _sev(sev),
-        f"Stalled in stage {deal.stage!r}: {'; '.join(parts)} ({x:.1f}× the limit).",
+        f"Stalled in stage {f.deal.stage!r}: {'; '.join(parts)} ({x:.1f}× the limit).",
         (("days_in_stage", f.days_in_stage), ("business_days_in_stage", f.business_days_in_stage),
-         ("ratio", _sev(x))),
+         ("ratio", Decimal(f"{x:.2f}"))),
     )
 
 
@@ -223,6 +240,64 @@ def _past(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> RiskFinding | No
         f"Expected close date {f.deal.close_date} is {f.days_overdue} days in the past.",
         (("days_overdue", f.days_overdue),),
     )
+
+
+# Severity only (the hot path): each gives exactly the severity its finding function reports.
+def _sv_stalled(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    x = _stall_ratio(f, s, ctx)
+    return s.severity(x) if x >= 0 else 0.0
+
+
+def _sv_no_activity(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    business = bool(s.option("business_days", True))
+    return s.severity(f.business_days_since_activity if business else f.days_since_activity)
+
+
+def _sv_pushed(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    return s.severity(f.pushes)
+
+
+def _sv_amount_cut(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    return s.severity(float(f.amount_cut)) if f.amount_cut > 0 else 0.0
+
+
+def _sv_single(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    t = int(s.threshold if s.threshold is not None else 1)
+    if f.contacts_engaged > t:
+        return 0.0
+    return min(1.0, 0.5 + 0.5 * (t - f.contacts_engaged) / max(t, 1))
+
+
+def _sv_competitor(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    n = len(f.deal.competitors)
+    return s.severity(n) if n else 0.0
+
+
+def _sv_discount(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    return s.severity(float(f.discount)) if f.discount is not None else 0.0
+
+
+def _sv_next_step(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    return 1.0 if f.next_step_at is None else 0.0
+
+
+def _sv_past(f: DealFacts, s: SignalSettings, ctx: RiskContext) -> float:
+    return s.severity(f.days_overdue) if f.days_overdue > 0 else 0.0
+
+
+SEVERITY_ONLY: dict[str, Callable[[DealFacts, SignalSettings, RiskContext], float]] = {
+    "stalled": _sv_stalled,
+    "no_activity": _sv_no_activity,
+    "close_date_pushed": _sv_pushed,
+    "amount_cut": _sv_amount_cut,
+    "single_threaded": _sv_single,
+    "competitor": _sv_competitor,
+    "discount": _sv_discount,
+    "no_next_step": _sv_next_step,
+    "close_date_past": _sv_past,
+}
+"""The built-in deal signals' severities without their sentences (scoring computes these and
+builds the sentences when a deal's findings are first read)."""
 
 
 BUILTIN_DEAL_SIGNALS: dict[str, tuple[DealSignal, str]] = {
