@@ -189,9 +189,15 @@ def json_value(v: Any) -> str:
 def event_json(e: DealEvent) -> str:
     """The event's fields (all but deal_id, at, actor, source) as codec-encoded JSON text.
     Fields whose value is None are left out; :func:`event_from_row` puts them back."""
-    q = _quote
+    p = e.payload()
+    keys = _KEYS.get(e.__class__)
+    if keys is None:
+        keys = _KEYS[e.__class__] = {k: _quote(k) + ":" for k in p}
     jv = json_value
-    return "{" + ",".join(q(k) + ":" + jv(v) for k, v in e.payload().items() if v is not None) + "}"
+    return "{" + ",".join([keys[k] + jv(v) for k, v in p.items() if v is not None]) + "}"
+
+
+_KEYS: dict[type, dict[str, str]] = {}
 
 
 _STAGE_EVENTS = (StageChanged, ProcessMigrated)

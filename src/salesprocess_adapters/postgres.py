@@ -62,8 +62,8 @@ _V1: tuple[str, ...] = (
         version integer NOT NULL,
         data jsonb NOT NULL DEFAULT '{{}}'
     )""",
-    "CREATE INDEX deals_owner ON deals (owner_id)",
-    "CREATE INDEX deals_account ON deals (account_id)",
+    "CREATE INDEX deals_owner ON deals (owner_id, id)",
+    "CREATE INDEX deals_account ON deals (account_id, id)",
     "CREATE INDEX deals_updated ON deals (updated_at)",
     "CREATE INDEX deals_close_date ON deals (close_date)",
     "CREATE INDEX deals_closed_at ON deals (closed_at)",

@@ -63,8 +63,8 @@ def _v1() -> tuple[str, ...]:
             version INTEGER NOT NULL,
             data TEXT NOT NULL DEFAULT '{}'
         )""",
-        "CREATE INDEX deals_owner ON deals (owner_id)",
-        "CREATE INDEX deals_account ON deals (account_id)",
+        "CREATE INDEX deals_owner ON deals (owner_id, id)",
+        "CREATE INDEX deals_account ON deals (account_id, id)",
         "CREATE INDEX deals_updated ON deals (updated_at)",
         """CREATE TABLE deal_events (
             deal_id TEXT NOT NULL REFERENCES deals (id),
