@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _risk_fixtures import MINI, D, at, company, dataset, make, usd
 from salesprocess.errors import DomainError
 from salesprocess.forecast import (
     ForecastAdjustment,
@@ -28,8 +29,6 @@ from salesprocess.model import EventSource, replay_until
 from salesprocess.money import Money, Rate
 from salesprocess.periods import Period
 from salesprocess.process import Process
-
-from _risk_fixtures import MINI, D, at, company, dataset, make, usd
 
 Q1 = Period.parse("2026-Q1")
 

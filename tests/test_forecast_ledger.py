@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from _risk_fixtures import MINI, REPS, TEAMS, at, dataset, make, usd
 
+from _risk_fixtures import MINI, REPS, TEAMS, at, dataset, make, usd
 from salesprocess.app import SalesProcess
 from salesprocess.cli.main import run
 from salesprocess.forecast import (

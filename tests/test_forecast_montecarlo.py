@@ -31,7 +31,8 @@ def test_same_seed_same_result_and_ordered_percentiles(deals: list[SimDeal], see
     assert a == b  # same seed, same numbers (the input order does not matter)
     assert a.p10 <= a.p50 <= a.p90
     lo = sum((d.amount for d in deals), Money.zero("USD"))
-    assert Money.zero("USD") <= a.p10 and a.p90 <= lo.round("ROUND_HALF_EVEN")
+    assert Money.zero("USD") <= a.p10
+    assert a.p90 <= lo.round("ROUND_HALF_EVEN")
 
 
 @pytest.mark.skipif(not numpy_available(), reason="NumPy is not installed")
@@ -88,7 +89,8 @@ def test_movers_rank_the_deals_that_decide_the_target() -> None:
     assert m.p_target_if_lost == Rate(0)  # 500 + 10 never reaches 1200
     assert m.p_target_if_won == Rate(1)
     assert m.swing == Rate(1)
-    assert s.p_target is not None and Rate("0.4") < s.p_target < Rate("0.6")
+    assert s.p_target is not None
+    assert Rate("0.4") < s.p_target < Rate("0.6")
 
 
 def test_bad_arguments_are_refused() -> None:

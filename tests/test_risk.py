@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from _risk_fixtures import at, dataset, make, usd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _risk_fixtures import at, dataset, make, usd
 from salesprocess import SalesProcess, hookimpl
 from salesprocess.errors import DefinitionError, PluginValidationError, ProcessFileError
 from salesprocess.model import Activity, Deal
@@ -50,7 +50,8 @@ def test_stalled_beyond_the_business_day_sla() -> None:
 def test_stalled_at_the_calendar_sla_is_half_severe() -> None:
     d = make("s", stage="a", created=20)
     f = _finding(_risk(d, (_planned("s", 31), _done("s", 29))), "stalled")
-    assert f is not None and f.severity == Decimal("0.5000")
+    assert f is not None
+    assert f.severity == Decimal("0.5000")
     assert "10 days against a 10-day SLA" in f.explanation
 
 
@@ -175,7 +176,8 @@ def test_plugins_add_deal_and_customer_signals() -> None:
     ds = dataset([make("x", stage="c", account="acc1"), make("y", stage="c", account="acc2")])
     report = sp.assess_risk(ds, asof=ASOF)
     fx = _finding(report.deal("x"), "bad_press")
-    assert fx is not None and fx.severity == Decimal("0.8000")
+    assert fx is not None
+    assert fx.severity == Decimal("0.8000")
     assert next(c for c in report.deal("x").contributions if c.signal == "bad_press").points == Decimal("8.00")
     assert _finding(report.deal("y"), "bad_press") is None
     cust = report.customer("acc2")
@@ -247,7 +249,8 @@ severity = "apocalyptic"
 def test_defaults_are_laid_under_a_partial_file() -> None:
     cfg = RiskConfig.from_toml("[deal.no_activity]\nthreshold = 3\n")
     na = cfg.deal_signal("no_activity")
-    assert na is not None and na.base.threshold == Decimal(3)
+    assert na is not None
+    assert na.base.threshold == Decimal(3)
     assert na.base.points == Decimal(20)  # from the defaults
     assert cfg.level_of(Decimal(60)) == "high"
     assert [a.name for a in cfg.alerts] == ["deal_high_risk", "customer_over_credit_limit"]

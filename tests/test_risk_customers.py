@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _risk_fixtures import ACCOUNTS, MINI, REPS, TEAMS, at, dataset, make, usd
 
+from _risk_fixtures import ACCOUNTS, MINI, REPS, TEAMS, at, dataset, make, usd
 from salesprocess import SalesProcess, hookimpl
 from salesprocess.cli.main import run
 from salesprocess.errors import ImportDataError, TransitionNotAllowed
@@ -205,7 +205,9 @@ notify = ["owner", "manager", "sales-ops@example.com"]
         assert [a.subject_id for a in r4.raised] == ["al"]
         assert len(rec.alerts) == 2
         doc = store.get_document(ALERT_KIND, "competitor_on_deal|deal|al")
-        assert doc is not None and doc["times_raised"] == 2 and doc["active"] is True
+        assert doc is not None
+        assert doc["times_raised"] == 2
+        assert doc["active"] is True
     finally:
         store.close()
 

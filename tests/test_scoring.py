@@ -8,10 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _risk_fixtures import MINI, REPS, TEAMS, at, company, dataset, make
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _risk_fixtures import MINI, REPS, TEAMS, at, company, dataset, make
 from salesprocess.app import SalesProcess
 from salesprocess.cli.main import run
 from salesprocess.errors import DefinitionError, DomainError
@@ -140,7 +140,8 @@ def test_calibration_metrics() -> None:
     coin = metrics("c", [0.5] * 4, [True, False, True, False])
     assert coin.brier == Decimal("0.2500")
     assert coin.log_loss == Decimal(repr(math.log(2))).quantize(Decimal("0.0001"))
-    assert coin.bins[5].samples == 4 and coin.bins[5].observed == Rate("0.5")
+    assert coin.bins[5].samples == 4
+    assert coin.bins[5].observed == Rate("0.5")
     assert sum(b.samples for b in coin.bins) == 4
 
 
