@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,28 @@ def test_montecarlo_matches_between_store_and_dataset(tmp_path: Path) -> None:
         store.close()
     assert f1.company.values["p10"] <= f1.company.values["p90"]
     assert f1.company.values["closed"] == usd("700.00")
+
+
+def test_saved_goals_give_each_scope_its_target(tmp_path: Path) -> None:
+    from salesprocess.goals import Goal, GoalScope, save_goal
+
+    db = _store_with_pipeline(tmp_path / "goals.sqlite")
+    q1 = Period.parse("2026-Q1")
+    store = SalesProcess().open_store(db)
+    try:
+        save_goal(store,
+                  Goal("g-east", "won_revenue", GoalScope("team", "east"), usd(900), q1),
+                  Goal("g-all", "won_revenue", GoalScope("company"), usd(100_000), q1),
+                  Goal("g-deals", "deals_won", GoalScope("company"), Decimal(5), q1))
+        f = forecast(store, q1, asof=at(27), method="montecarlo", trials=500, seed=2,
+                     levels=("company", "team"))
+    finally:
+        store.close()
+    east, comp = f.row("team", "east"), f.company
+    assert (east.target, comp.target) == (usd(900), usd(100_000))
+    assert f.row("team", "west").target is None
+    assert east.simulation is not None
+    assert comp.simulation is not None
+    # east has won 700 and has 1000 at 50 %: it reaches 900 exactly when that deal is won
+    assert Rate("0.4") < east.simulation.p_target < Rate("0.6")
+    assert comp.simulation.p_target == Rate(0)  # 3,700 at most: never 100,000
