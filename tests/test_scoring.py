@@ -180,3 +180,14 @@ def test_cli_score_explain_and_calibration(tmp_path: Path, capsys: pytest.Captur
                 "--format", "json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in rep["predictors"]] == ["model", "stage_default", "historical"]
+
+
+def test_platt_scaling_stays_sane_on_separable_data() -> None:
+    from salesprocess.scoring.bayes import _platt
+
+    z = [float(i) for i in range(-20, 20)]
+    y = [v > 0 for v in z]  # perfectly separable: plain maximum likelihood runs to infinity
+    a, b = _platt(z, y)
+    assert 0 < a < 10
+    assert abs(b) < 5
+    assert _platt([0.0] * 30, [True] * 15 + [False] * 15) == pytest.approx((1.0, 0.0), abs=1e-6)

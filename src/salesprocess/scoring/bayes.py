@@ -14,8 +14,10 @@ A deal's log-odds of winning is the prior ``ln((n_won + α) / (n_lost + α))`` p
 **contribution** ``ln P(v | won) − ln P(v | lost)``.
 
 **Calibration.** Naive Bayes is overconfident when features move together, so the log-odds are
-rescaled with Platt scaling, ``z' = a·z + b``, fitted by maximum likelihood (Newton's method, with
-Platt's smoothed targets) on a held-out later part of the training deals (the last
+rescaled with Platt scaling, ``z' = a·z + b``, fitted by maximum likelihood (Newton's method with
+step halving, Platt's smoothed targets, and a weak ridge ``(a − 1)² + b²`` so a tiny or separable
+calibration set cannot blow the scale up; a fit with ``a ≤ 0`` is discarded) on a held-out later
+part of the training deals (the last
 ``calibration_share`` of them by close time); the counts are then refitted on all training deals.
 Reported numbers are calibrated: the **intercept** is ``b + a·prior``, each factor's contribution
 ``a·(its contribution)``; both are rounded half-even to 4 decimal places, and the **logit is their
@@ -133,7 +135,9 @@ def _sigmoid(z: float) -> float:
 
 
 def _platt(z: Sequence[float], y: Sequence[bool]) -> tuple[float, float]:
-    """Fit ``σ(a·z + b)`` to outcomes (Platt's smoothed targets, Newton's method)."""
+    """Fit ``σ(a·z + b)`` to outcomes: Platt's smoothed targets, a weak ridge pulling towards
+    ``a = 1, b = 0`` (so a separable or tiny calibration set cannot blow the scale up), and Newton
+    steps halved until the penalised log loss falls."""
     n_pos = sum(1 for v in y if v)
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0 or len(y) < 20:
@@ -141,10 +145,23 @@ def _platt(z: Sequence[float], y: Sequence[bool]) -> tuple[float, float]:
     t_pos = (n_pos + 1.0) / (n_pos + 2.0)
     t_neg = 1.0 / (n_neg + 2.0)
     t = [t_pos if v else t_neg for v in y]
+    lam = 1.0
+
+    def loss(a: float, b: float) -> float:
+        out = lam * ((a - 1.0) ** 2 + b * b)
+        for zi, ti in zip(z, t, strict=True):
+            u = a * zi + b
+            # log(1 + e^u) - t·u, computed stably
+            out += (u if u > 0 else 0.0) + math.log1p(math.exp(-abs(u))) - ti * u
+        return out
+
     a, b = 1.0, 0.0
-    for _ in range(100):
-        g_a = g_b = 0.0
-        h_aa = h_ab = h_bb = 1e-9
+    cur = loss(a, b)
+    for _ in range(50):
+        g_a = 2 * lam * (a - 1.0)
+        g_b = 2 * lam * b
+        h_aa = h_bb = 2 * lam
+        h_ab = 0.0
         for zi, ti in zip(z, t, strict=True):
             p = _sigmoid(a * zi + b)
             d = p - ti
@@ -159,10 +176,19 @@ def _platt(z: Sequence[float], y: Sequence[bool]) -> tuple[float, float]:
             break
         da = (h_bb * g_a - h_ab * g_b) / det
         db = (h_aa * g_b - h_ab * g_a) / det
-        a, b = a - da, b - db
-        if abs(da) < 1e-10 and abs(db) < 1e-10:
+        step = 1.0
+        while step > 1e-6:
+            na, nb = a - step * da, b - step * db
+            new = loss(na, nb)
+            if new <= cur:
+                break
+            step /= 2
+        else:
             break
-    if not (math.isfinite(a) and math.isfinite(b)):
+        a, b, cur = na, nb, new
+        if abs(step * da) < 1e-9 and abs(step * db) < 1e-9:
+            break
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
         return 1.0, 0.0
     return a, b
 
