@@ -50,6 +50,17 @@ class _ShippedProcesses:
             register(key, lambda guards, k=key: processes.load(k, guards=guards))
 
 
+class _FeedbackKpis:
+    """First-party plugin: the complaint KPIs of :mod:`salesprocess.feedback` (loaded on use)."""
+
+    @hookspecs.hookimpl
+    def salesprocess_register_kpis(self, register: Callable[..., None]) -> None:
+        from .feedback import FEEDBACK_KPIS
+
+        for kpi in FEEDBACK_KPIS:
+            register(kpi)
+
+
 class SalesProcess:
     """The plugin shell. Create one per application (there is no global plugin manager).
 
@@ -75,6 +86,7 @@ class SalesProcess:
 
         self.credit_book = CreditBook()  # read by the credit_within_limit guard
         self.register(CreditLimitGuard(self.credit_book), name="salesprocess.credit")
+        self.register(_FeedbackKpis(), name="salesprocess.feedback")
         self._register_first_party()
         for p in plugins:
             self.register(p)
@@ -400,6 +412,67 @@ class SalesProcess:
         """Save ``deal`` in ``store`` (optimistic concurrency) and, once the write committed, fire
         ``salesprocess_deal_saved`` with the events that were new. Inside an open
         ``store.transaction()`` the hook fires when this call returns, before the outer commit."""
-        saved = store.save_deal(deal, expected_version=expected_version)
+        saved: Deal = store.save_deal(deal, expected_version=expected_version)
         self.notify_saved(saved, saved.events[expected_version or 0 :], store)
         return saved
+
+    # --- automation, feedback, lifecycle -----------------------------------------------------------
+    def run_rules(
+        self, rules: Any, store: Any, asof: datetime, *, notifiers: Any = None,
+        dry_run: bool = False,
+    ) -> Any:
+        """Run automation rules (a :class:`~salesprocess.automation.RuleEngine`, a
+        :class:`~salesprocess.automation.RuleSet` or a sequence of rules) with
+        :meth:`~salesprocess.automation.RuleEngine.run_due`. Stage moves go through
+        :meth:`advance`, so plugin vetoes apply. After a real run, ``salesprocess_deal_saved``
+        fires for every deal the actions saved and ``salesprocess_rule_fired`` for every firing.
+        ``notifiers`` maps names to notifiers (see
+        :func:`~salesprocess.automation.open_notifiers`). Returns the
+        :class:`~salesprocess.automation.RunReport`."""
+        from .automation import RuleEngine
+
+        engine = rules if isinstance(rules, RuleEngine) else RuleEngine(rules)
+        report = engine.run_due(asof, store, notifiers or {}, dry_run=dry_run, advance=self.advance)
+        if not dry_run:
+            for deal, events in report.saved:
+                self.notify_saved(deal, events, store)
+            for firing in report.fired:
+                self.pm.hook.salesprocess_rule_fired(firing=firing, store=store)
+        return report
+
+    def record_survey_response(self, store: Any, response: Any, **links: Any) -> Any:
+        """:func:`salesprocess.feedback.record_response` plus ``salesprocess_feedback_received``."""
+        from .feedback import record_response
+
+        linked = record_response(store, response, **links)
+        self.pm.hook.salesprocess_feedback_received(kind="survey_response", item=linked, store=store)
+        return linked
+
+    def open_complaint(self, store: Any, complaint: Any) -> Any:
+        """:func:`salesprocess.feedback.open_complaint` plus ``salesprocess_feedback_received``."""
+        from .feedback import open_complaint
+
+        saved = open_complaint(store, complaint)
+        self.pm.hook.salesprocess_feedback_received(kind="complaint", item=saved, store=store)
+        return saved
+
+    def set_lifecycle_stage(self, store: Any, account_id: str, stage: Any, *, at: datetime,
+                            actor: str = "", reason: str = "") -> Any:
+        """:func:`salesprocess.lifecycle.set_stage` plus ``salesprocess_lifecycle_changed``
+        (when the stage changed)."""
+        from .lifecycle import set_stage
+
+        change = set_stage(store, account_id, stage, at=at, actor=actor, reason=reason)
+        if change is not None:
+            self.pm.hook.salesprocess_lifecycle_changed(change=change, store=store)
+        return change
+
+    def sync_lifecycle(self, store: Any, *, asof: datetime, actor: str = "lifecycle") -> list[Any]:
+        """:func:`salesprocess.lifecycle.sync_from_deals` plus ``salesprocess_lifecycle_changed``
+        for each change."""
+        from .lifecycle import sync_from_deals
+
+        changes = sync_from_deals(store, asof=asof, actor=actor)
+        for ch in changes:
+            self.pm.hook.salesprocess_lifecycle_changed(change=ch, store=store)
+        return changes

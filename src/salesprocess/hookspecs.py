@@ -229,3 +229,50 @@ def salesprocess_risk_alert(alert: Any) -> None:
         one-line message with the contributing signals, resolved recipients).
     :returns: nothing.
     """
+
+
+@hookspec
+def salesprocess_rule_fired(firing: Any, store: Any) -> None:
+    """Be told that an automation rule fired (audit trails, dashboards, chat notifications).
+
+    Fires from :meth:`SalesProcess.run_rules` once per firing, after its fire record and the
+    actions' store writes committed and its messages were handed to the notifiers (not in a dry
+    run). A rule fires at most once per occurrence, so this hook does too.
+
+    :param firing: the :class:`~salesprocess.automation.Firing` (rule, occurrence, why, the
+        outcome of each action, the messages).
+    :param store: the store the rule ran against.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_feedback_received(kind: str, item: Any, store: Any) -> None:
+    """Be told about new customer feedback.
+
+    Fires from :meth:`SalesProcess.record_survey_response` (``kind`` ``"survey_response"``, the
+    item a :class:`~salesprocess.feedback.LinkedResponse`) and :meth:`SalesProcess.open_complaint`
+    (``kind`` ``"complaint"``, the item a :class:`~salesprocess.feedback.Complaint`), after the
+    store saved it. :class:`~salesprocess.automation.AutomationPlugin` listens to it for
+    ``survey_below`` rules.
+
+    :param kind: ``"survey_response"`` or ``"complaint"``.
+    :param item: the saved feedback.
+    :param store: the store that saved it.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def salesprocess_lifecycle_changed(change: Any, store: Any) -> None:
+    """Be told that an account moved to another lifecycle stage (lead, MQL, SQL, opportunity,
+    customer, advocate, churned).
+
+    Fires from :meth:`SalesProcess.set_lifecycle_stage` and :meth:`SalesProcess.sync_lifecycle`
+    once per change, after the store saved it.
+
+    :param change: the :class:`~salesprocess.lifecycle.LifecycleChange` (account, stage, previous
+        stage, instant, actor, reason, source).
+    :param store: the store that saved it.
+    :returns: nothing.
+    """

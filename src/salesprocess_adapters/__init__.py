@@ -12,4 +12,6 @@ FIRST_PARTY: tuple[str, ...] = (
     "salesprocess_adapters.postgres",
     "salesprocess_adapters.hubspot",
     "salesprocess_adapters.salesforce",
+    "salesprocess_adapters.smtp",
+    "salesprocess_adapters.webhook",
 )

@@ -101,9 +101,9 @@ class SmtpNotifier:
         em["Subject"] = subject
         em["Message-ID"] = message_id_header(message.id, self.sender.rpartition("@")[2] or "salesprocess.invalid")
         em["X-Salesprocess-Delivery"] = message.id
+        em.set_content(body, charset="utf-8")  # before Content-Language: it resets Content-* headers
         if lang:
             em["Content-Language"] = lang
-        em.set_content(body, charset="utf-8")
         return em
 
     def _deliver(self, em: EmailMessage) -> None:
