@@ -28,6 +28,11 @@ COMMANDS: tuple[str, ...] = (
     "evaluate_cmd",
     "sync_cmd",
     "fake_cmd",
+    "activities_cmd",
+    "rules_cmd",
+    "feedback_cmd",
+    "competitors_cmd",
+    "segments_cmd",
 )
 
 
