@@ -220,7 +220,9 @@ class RiskEngine:
         self.inputs = inputs or {}
         self._plan: dict[str, list[tuple[str, Any, SignalSettings, bool]]] = {}
         self._ctx = RiskContext(asof, tz, view, self.builder, inputs=self.inputs)
-        self._who: dict[tuple[str | None, str | None], tuple[tuple[str, str], ...]] = {}
+        self._who: dict[str | None, tuple[tuple[str, str], ...]] = {}
+        self._who_acc: dict[str | None, tuple[tuple[str, str], ...]] = {}
+        self._levels = tuple(reversed(self.config.levels))
         self._plugins = signals.plugins("deal") if signals is not None else []
         self._cplugins = signals.plugins("customer") if signals is not None else []
 
@@ -242,11 +244,13 @@ class RiskEngine:
         return plan
 
     def _recipients(self, owner: str | None, account_id: str | None) -> tuple[tuple[str, str], ...]:
-        key = (owner, account_id)
-        got = self._who.get(key)
-        if got is None:
-            got = self._who[key] = self._resolve(owner, account_id)
-        return got
+        a = self._who.get(owner)
+        if a is None:
+            a = self._who[owner] = self._resolve(owner, None)
+        b = self._who_acc.get(account_id)
+        if b is None:
+            b = self._who_acc[account_id] = self._resolve(None, account_id)
+        return a + b if b else a
 
     def _resolve(self, owner: str | None, account_id: str | None) -> tuple[tuple[str, str], ...]:
         v = self.view
@@ -275,7 +279,10 @@ class RiskEngine:
         ctx.facts = f
         parts: list[tuple[str, Decimal, float]] = []
         fired: list[Any] = []
-        for name, fn, s, plugin in self._stage_plan(deal.stage):
+        plan = self._plan.get(deal.stage)
+        if plan is None:
+            plan = self._stage_plan(deal.stage)
+        for name, fn, s, plugin in plan:
             if plugin:
                 ctx.settings = s
                 r = call_plugin(fn, deal, ctx)
@@ -288,8 +295,13 @@ class RiskEngine:
                     fired.append((fn[0], s))
                     parts.append((name, s.points, sev))
         score = score_of(parts)
+        level = "none"
+        for lv, lo in self._levels:
+            if score >= lo:
+                level = lv
+                break
         return DealRisk(deal.id, deal.name, deal.stage, deal.amount, deal.owner_id,
-                        deal.account_id, score, self.config.level_of(score), None, None,
+                        deal.account_id, score, level, None, None,
                         self._recipients(deal.owner_id, deal.account_id), (f, ctx, tuple(fired)),
                         parts)
 

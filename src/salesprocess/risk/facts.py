@@ -42,6 +42,11 @@ from salesprocess.periods import BusinessCalendar
 
 __all__ = ["DealFacts", "FactsBuilder", "Workdays"]
 
+_MISSING: Any = object()
+_ZERO = Decimal(0)
+_CLOSE = CloseDateChanged
+_AMOUNT = AmountChanged
+
 
 class Workdays:
     """Fast working-day counts: a cumulative index over the calendar, grown on demand."""
@@ -185,6 +190,9 @@ class FactsBuilder:
         self._done_at = {k: [x[0] for x in v] for k, v in self._done.items()}
         self._planned = {k: min(v) for k, v in planned.items()}
         self.p75_min_sample = p75_min_sample
+        self._utc = tz is UTC
+        self._teams: dict[str | None, str | None] = {}
+        self._p75_cache: dict[tuple[str, str, str | None], tuple[Decimal | None, str | None]] = {}
         self._p75: dict[tuple[str, str, str | None], Decimal] = {}
         if stay_stats:
             self._learn_stays()
@@ -228,15 +236,19 @@ class FactsBuilder:
     def facts(self, deal: Deal, at: datetime | None = None) -> DealFacts:
         """Facts of ``deal`` at the builder's instant, or at an earlier instant ``at`` (then only
         activities done by ``at`` count, and ``deal`` should be the deal as it stood then)."""
-        tz = self.tz
+        day = self._day
         asof = self.asof if at is None else at
-        today = self.today if at is None else at.astimezone(tz).date()
+        today = self.today if at is None else day(at)
         f = DealFacts()
         f.deal = deal
         f.today = today
-        f.team_id = self.team_of(deal.owner_id)
-        created = deal.created_at.astimezone(tz).date()
-        entered = deal.stage_entered_at.astimezone(tz).date()
+        owner = deal.owner_id
+        team = self._teams.get(owner, _MISSING)
+        if team is _MISSING:
+            team = self._teams[owner] = self.team_of(owner)
+        f.team_id = team
+        created = day(deal.created_at)
+        entered = day(deal.stage_entered_at)
         f.age_days = (today - created).days
         f.days_in_stage = (today - entered).days
         wd = self.workdays
@@ -247,7 +259,7 @@ class FactsBuilder:
         if acts:
             last = acts[-1][0]
             f.last_activity_at = last
-            since = last.astimezone(tz).date()
+            since = day(last)
             ats = self._done_at[deal.id][: len(acts)]
             f.activities_30d = len(ats) - bisect.bisect_left(ats, asof - timedelta(days=30))
             f.activities_total = len(ats)
@@ -265,25 +277,37 @@ class FactsBuilder:
         slip = 0
         peak = None
         for e in deal.events:
-            if isinstance(e, CloseDateChanged):
-                if e.old is not None and (e.new is None or e.new > e.old):
+            cls = e.__class__
+            if cls is _CLOSE or (cls is not _AMOUNT and isinstance(e, CloseDateChanged)):
+                if e.old is not None and (e.new is None or e.new > e.old):  # type: ignore[attr-defined]
                     pushes += 1
-                    if e.new is not None:
-                        slip += (e.new - e.old).days
-            elif isinstance(e, AmountChanged) and e.old is not None:
-                if peak is None or (e.old.currency == peak.currency and e.old.amount > peak.amount):
-                    peak = e.old
+                    if e.new is not None:  # type: ignore[attr-defined]
+                        slip += (e.new - e.old).days  # type: ignore[attr-defined]
+            elif cls is _AMOUNT and e.old is not None:  # type: ignore[attr-defined]
+                e_old: Any = e.old  # type: ignore[attr-defined]
+                if peak is None or (e_old.currency == peak.currency and e_old.amount > peak.amount):
+                    peak = e_old
         f.pushes = pushes
         f.slip_days = slip
         amt = deal.amount
         if amt is not None and peak is not None and peak.currency == amt.currency and peak.amount > amt.amount:
             f.amount_cut = 1 - amt.amount / peak.amount
         else:
-            f.amount_cut = Decimal(0)
+            f.amount_cut = _ZERO
         f.discount = _discount(deal.custom.get("discount")) if deal.custom else None
         f.next_step_at = self._planned.get(deal.id) if at is None else None
         cd = deal.close_date
         f.days_overdue = (today - cd).days if cd is not None and cd < today and deal.status is DealStatus.OPEN else 0
-        f.p75_stage_days, f.p75_scope = self.p75(deal.process, deal.stage, f.team_id)
+        key = (deal.process, deal.stage, team)
+        p = self._p75_cache.get(key)
+        if p is None:
+            p = self._p75_cache[key] = self.p75(deal.process, deal.stage, team)
+        f.p75_stage_days, f.p75_scope = p
         return f
+
+    def _day(self, at: datetime) -> date:
+        """The local date of ``at`` in the builder's timezone (no conversion when both are UTC)."""
+        if self._utc and at.tzinfo is UTC:
+            return at.date()
+        return at.astimezone(self.tz).date()
 
