@@ -31,8 +31,8 @@ company) from the same trials, so a team's trials add up exactly to its share of
 
 **Money** never becomes a float: amounts are taken in integer minor units of the currency
 (rounded half-even when an amount has finer digits), trial totals are exact integers (the NumPy
-engine sums in float64 only while every total stays below 2**53, where that is exact; beyond, it
-sums in int64), and the percentiles use linear interpolation between closest ranks (type 7, as
+engine adds eight deals at a time through a table of their amounts' subset sums in int64, and falls
+back to exact big integers when the amounts could overflow it), and the percentiles use linear interpolation between closest ranks (type 7, as
 :func:`salesprocess.kpi.stats.percentile`), rounded half-even to minor units.
 """
 
