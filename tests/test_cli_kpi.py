@@ -226,3 +226,13 @@ def test_money_strings_are_exact_cents(capsys, db):
     assert Decimal(obj["rows"][0]["avg_won_deal_size"]) == Decimal("130.12")  # 520.50/4 half-even
     assert obj["currency"] == "CNY"
     _ = (date, datetime, UTC, Period)
+
+
+def test_fiscal_quarters(capsys, db):
+    obj = run_json(capsys, "--db", db, "--metric", "deals_won", "--period", "fiscal_quarter",
+                   "--fiscal-start", "4")
+    # a fiscal year starting in April: January to March 2026 is FY2026-Q4 (not calendar Q1)
+    got = {r["period"]: r["deals_won"] for r in obj["rows"]}
+    assert got == {"FY2026-Q4": "4"}
+    capsys.readouterr()
+    assert main(["kpi", "--db", db, "--fiscal-start", "13"]) == 2

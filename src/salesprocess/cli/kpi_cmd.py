@@ -14,7 +14,7 @@ from salesprocess.cli._util import CLIError, emit, jsonable, open_store
 from salesprocess.errors import PeriodError
 from salesprocess.kpi import KpiTable, compare, compute, parse_where
 from salesprocess.money import Money, Rate
-from salesprocess.periods import Period
+from salesprocess.periods import FiscalCalendar, Period
 
 DEFAULT_METRICS = (
     "deals_won",
@@ -88,6 +88,8 @@ def register(sub: Any) -> None:
         "product_family, stage, status, process, currency, custom.FIELD",
     )
     p.add_argument("--period", choices=PERIODS, help="also group by periods of this kind")
+    p.add_argument("--fiscal-start", type=int, default=1, metavar="MONTH",
+                   help="first month of the fiscal year for fiscal periods (default 1)")
     p.add_argument("--currency", help="report currency for empty money sums")
     p.add_argument(
         "--compare",
@@ -153,6 +155,12 @@ def window_of(args: argparse.Namespace, tz: tzinfo, asof: datetime | None) -> Pe
         raise CLIError(f"--from/--to: {e}") from None
 
 
+def fiscal(args: argparse.Namespace) -> FiscalCalendar:
+    if not 1 <= args.fiscal_start <= 12:
+        raise CLIError(f"--fiscal-start: a month 1..12, got {args.fiscal_start}")
+    return FiscalCalendar(args.fiscal_start)
+
+
 def json_obj(t: KpiTable, units: dict[str, str]) -> dict[str, Any]:
     obj = t.to_json_obj()
     rows = []
@@ -201,6 +209,7 @@ def _run(args: argparse.Namespace) -> int:
             currency=args.currency,
             registry=reg,
             engine=args.engine,
+            fiscal=fiscal(args),
         )
     finally:
         store.close()
@@ -242,6 +251,7 @@ def _compare(
         currency=args.currency,
         registry=reg,
         engine=args.engine,
+        fiscal=fiscal(args),
     )
     rows = [c.as_dict() for c in changes]
     if args.format == "json":
