@@ -558,7 +558,8 @@ def compute(
                             "pipeline_velocity"}  # fmt: skip
     if parts and closed_names:
         case, cps = _part_case(dl, "k.closed_at", parts, tz)
-        cyc = f"({dl.micros('k.closed_at')} - {dl.micros('k.created_at')})"
+        need_cyc = bool(names & {"mean_cycle_days", "mean_cycle_days_closed", "pipeline_velocity"})
+        cyc = f"({dl.micros('k.closed_at')} - {dl.micros('k.created_at')})" if need_cyc else "0"
         rows = q(
             f"SELECT {kcs}p, SUM(CASE WHEN status = 'won' THEN 1 ELSE 0 END), "
             f"SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END), "
