@@ -12,6 +12,7 @@ FIRST_PARTY: tuple[str, ...] = (
     "salesprocess_adapters.postgres",
     "salesprocess_adapters.hubspot",
     "salesprocess_adapters.salesforce",
+    "salesprocess_adapters.zoho",
     "salesprocess_adapters.smtp",
     "salesprocess_adapters.webhook",
 )

@@ -29,6 +29,7 @@ from .adapter import (
     RemoteRecord,
     RemoteStage,
     RemoteStageChange,
+    RemoteTransition,
 )
 from .connections import Connection, load_connections, parse_rate
 from .engine import PULL_ONLY_FIELDS, PUSHED_FIELDS, SYNCED_FIELDS, ConflictPolicy, SyncEngine
@@ -83,6 +84,7 @@ __all__ = [
     "RemoteRecord",
     "RemoteStage",
     "RemoteStageChange",
+    "RemoteTransition",
     "RetryPolicy",
     "Secret",
     "StageMapping",

@@ -35,6 +35,7 @@ __all__ = [
     "RemoteRecord",
     "RemoteStage",
     "RemoteStageChange",
+    "RemoteTransition",
 ]
 
 
@@ -108,10 +109,31 @@ class RemoteStage:
 
 
 @attrs.frozen
+class RemoteTransition:
+    """A move the CRM's own process rules allow (a Zoho Blueprint transition): from stage
+    ``source`` to stage ``target`` (CRM stage ids). ``required`` names the deal fields the CRM
+    insists on for the move, as local field names (``amount``, ``close_date``, ``custom.NAME``)."""
+
+    source: str
+    target: str
+    name: str = ""
+    id: str | None = None
+    required: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+
+
+def _opt_tuple(v: Any) -> tuple[Any, ...] | None:
+    return None if v is None else tuple(v)
+
+
+@attrs.frozen
 class RemotePipeline:
+    """A CRM pipeline. ``transitions`` lists the moves the CRM allows between its stages when it
+    enforces a process of its own (``None``: any move is allowed)."""
+
     id: str
     label: str
     stages: tuple[RemoteStage, ...] = attrs.field(converter=_tuple)
+    transitions: tuple[RemoteTransition, ...] | None = attrs.field(default=None, converter=_opt_tuple)
 
 
 @attrs.frozen

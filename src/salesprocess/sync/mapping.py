@@ -30,7 +30,7 @@ from .. import _toml
 from ..errors import DefinitionError, Problem, ProcessFileError
 from ..model import FrozenMap
 from ..money import Rate
-from ..process import Process, Stage, StageKind
+from ..process import DEAL_FIELDS, Criteria, Process, Stage, StageKind, Transition
 from .adapter import RemotePipeline
 
 __all__ = ["PipelineMapping", "Proposal", "StageMapping", "propose", "slug"]
@@ -219,6 +219,13 @@ def propose(pipelines: Sequence[RemotePipeline], *, source: str) -> Proposal:
     Process keys are ``slug(f"{source}-{pipeline.id}")``; stage keys are slugs of the CRM's stage
     ids, made unique. Processes allow going back and reopening, not skipping: moves the CRM makes
     past that land in the bypass report.
+
+    A pipeline that carries ``transitions`` (the CRM enforces moves of its own, like a Zoho
+    Blueprint) gets exactly those moves, and the fields they require as stage criteria (exit
+    criteria for forward moves, entry criteria for the others); stages the rules do not mention
+    keep the default moves. When the rules
+    do not make a valid process (a stage out of reach, an open stage with no way to close), the
+    default moves are kept and a note says why.
     """
     processes: list[Process] = []
     maps: list[PipelineMapping] = []
@@ -252,11 +259,16 @@ def propose(pipelines: Sequence[RemotePipeline], *, source: str) -> Proposal:
         if StageKind.LOST not in kinds:
             stages.append(Stage(_free("lost", used), "Lost", StageKind.LOST, Rate(0)))
             notes.append(f"pipeline {pl.id!r} has no lost stage; added {stages[-1].key!r}")
-        processes.append(Process(
+        proc = Process(
             key=key, name=pl.label or pl.id, stages=tuple(stages),
             description=f"Proposed from the {source} pipeline {pl.id!r}.",
             allow_skip=False, allow_back=True, allow_reopen=True,
-        ))
+        )
+        if pl.transitions is not None:
+            proc, note = _ruled(proc, pl, mapping)
+            if note:
+                notes.append(note)
+        processes.append(proc)
         maps.append(PipelineMapping(pl.id, key, mapping))
     return Proposal(tuple(processes), StageMapping(tuple(maps)), tuple(notes))
 
@@ -267,3 +279,59 @@ def _free(base: str, used: set[str]) -> str:
         k, n = f"{base}_{n}", n + 1
     used.add(k)
     return k
+
+
+def _ruled(process: Process, pl: RemotePipeline, mapping: Mapping[str, str]) -> tuple[Process, str | None]:
+    """``process`` with the pipeline's own transition rules as its explicit moves.
+
+    A rule's required fields become exit criteria of its source stage when the move goes forward
+    (exit criteria are checked on forward moves only) and entry criteria of its target otherwise;
+    a stage gets only the fields every such rule requires, so the process is never stricter than
+    the CRM.
+    """
+    edges: dict[tuple[str, str], Transition] = {}
+    exits: dict[str, set[str]] = {}
+    entries: dict[str, set[str]] = {}
+    covered: set[str] = set()
+
+    def meet(into: dict[str, set[str]], key: str, req: set[str]) -> None:
+        into[key] = set(req) if key not in into else into[key] & req
+
+    for t in pl.transitions or ():
+        src, dst = mapping.get(t.source), mapping.get(t.target)
+        if src is None or dst is None or src == dst:
+            continue
+        covered |= {src, dst}
+        s_st, d_st = process.stage(src), process.stage(dst)
+        edges.setdefault((src, dst), Transition(src, dst, name=t.name, reopen=s_st.is_closed))
+        req = {f for f in t.required if f in DEAL_FIELDS or f.startswith("custom.")}
+        forward = d_st.kind is StageKind.WON or (
+            d_st.kind is StageKind.OPEN and not s_st.is_closed and process.order(dst) > process.order(src))
+        if forward:
+            meet(exits, src, req)
+        meet(entries, dst, req if not forward else set())
+    if not edges:
+        return process, f"pipeline {pl.id!r}: no transition rule names two of its stages; moves are not restricted"
+    for e in process.effective_transitions():
+        if e.source not in covered or e.target not in covered:
+            edges.setdefault((e.source, e.target), e)
+    stages = []
+    for st in process.stages:
+        ent, ext = entries.get(st.key), exits.get(st.key)
+        if ent or ext:
+            st = attrs.evolve(st, entry=Criteria(fields=tuple(sorted(ent or ()))),
+                              exit=Criteria(fields=tuple(sorted(ext or ()))))
+        stages.append(st)
+    try:
+        ruled = Process(
+            key=process.key, name=process.name, stages=tuple(stages), transitions=tuple(edges.values()),
+            description=process.description + " Moves follow the CRM's own transition rules.",
+            allow_skip=False, allow_back=True, allow_reopen=True,
+        )
+    except DefinitionError as e:
+        why = "; ".join(p.message for p in e.problems)
+        return process, (
+            f"pipeline {pl.id!r}: its transition rules do not make a complete process ({why}); "
+            "moves are not restricted"
+        )
+    return ruled, None

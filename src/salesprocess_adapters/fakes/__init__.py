@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, FakeServer, RateWindow
 from .hubspot import HubSpotFake, HubSpotHarness
 from .salesforce import SalesforceFake, SalesforceHarness
+from .zoho import ZohoFake, ZohoHarness
 
 __all__ = [
     "FakeApp",
@@ -25,4 +26,6 @@ __all__ = [
     "RateWindow",
     "SalesforceFake",
     "SalesforceHarness",
+    "ZohoFake",
+    "ZohoHarness",
 ]
