@@ -246,11 +246,11 @@ class InMemoryCrm:
         with self._lock:
             if fault == "duplicate_page":
                 prev = self._last_page.get(kind)
-                if prev is not None:
+                if prev is not None and prev[1]:  # only a page of a listing under way is repeated
                     self.status_counts["duplicate_page"] += 1
                     rows_, more_ = prev
                     return list(rows_), bool(more_)
-                self._faults.appendleft(fault)  # nothing to repeat yet: the next page is repeated
+                self._faults.appendleft(fault)  # no listing under way: a later page is repeated
                 fault = None
             table = self.deals if kind == ObjectKind.DEALS else self.accounts
             rows = sorted(

@@ -98,6 +98,10 @@ class RemoteControl(Protocol):
 
     def now(self) -> datetime: ...
 
+    def advance(self, seconds: float) -> None:
+        """Move the CRM's record clock forward."""
+        ...
+
     def set_rate_limit(self, limit: tuple[int, float] | None) -> None: ...
 
 
@@ -194,6 +198,9 @@ class _ReferenceRemote:
 
     def now(self) -> datetime:
         return self.crm.now()
+
+    def advance(self, seconds: float) -> None:
+        self.crm.advance(seconds)
 
     def set_rate_limit(self, limit: tuple[int, float] | None) -> None:
         self.limit = limit

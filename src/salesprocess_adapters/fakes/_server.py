@@ -136,7 +136,7 @@ class FakeApp:
     def fail_next(self, fault: str, n: int = 1) -> None:
         """The next ``n`` API calls get ``fault``: ``429`` (throttled), ``5xx``, ``timeout``,
         ``truncated`` (a body cut short), ``expired_token`` or ``duplicate_page`` (the previous
-        page of the same listing, again)."""
+        page of a listing under way, again: the client asks for the same next page twice)."""
         if fault not in FAULT_KINDS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {FAULT_KINDS}")
         with self._lock:
@@ -173,6 +173,11 @@ class FakeApp:
         """Which listing a page belongs to (a ``duplicate_page`` fault repeats the last page of the
         same listing)."""
         return route
+
+    def has_next(self, resp: FakeResponse) -> bool:
+        """Whether a page response points to a next page (only a page of a listing under way is
+        repeated: repeating a last page would hand a stale end-of-list to a later listing)."""
+        return True
 
     def is_public(self, route: str) -> bool:
         """Routes without auth, faults or rate limits (the OAuth token endpoint)."""
@@ -235,10 +240,10 @@ class FakeApp:
             key = self.page_key(req, route) if self.is_page(route) else route
             if fault == "duplicate_page":
                 prev = self._last.get(key) if self.is_page(route) else None
-                if prev is not None:
+                if prev is not None and self.has_next(prev):
                     self.status_counts["duplicate_page"] += 1
                     return self._count(prev)
-                self._faults.appendleft(fault)  # nothing to repeat yet: repeat the next page
+                self._faults.appendleft(fault)  # no listing under way: repeat a later page
                 fault = None
             resp = handler(req)
             self.decorate(resp, route, remaining)

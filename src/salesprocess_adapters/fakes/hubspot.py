@@ -447,6 +447,9 @@ class HubSpotFake(FakeApp):
     def is_page(self, route: str) -> bool:
         return route.endswith((":list", ":search"))
 
+    def has_next(self, resp: FakeResponse) -> bool:
+        return b'"paging"' in resp.body
+
     def is_public(self, route: str) -> bool:
         return route == "oauth"
 

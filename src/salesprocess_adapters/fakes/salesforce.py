@@ -389,6 +389,9 @@ class SalesforceFake(FakeApp):
     def is_page(self, route: str) -> bool:
         return route in ("query", "querymore")
 
+    def has_next(self, resp: FakeResponse) -> bool:
+        return b'"nextRecordsUrl"' in resp.body
+
     def page_key(self, req: FakeRequest, route: str) -> str:
         if route == "query":
             m = re.search(r"\bFROM\s+(\w+)", req.arg("q") or "", re.IGNORECASE)
