@@ -342,6 +342,7 @@ class SyncEngine:
         self.prefetch = prefetch
         self._kinds = None if kinds is None else tuple(kinds)
         self.outbox = Outbox(store, connection)
+        self._touched: set[str] = set()
 
     def __repr__(self) -> str:
         return f"SyncEngine(connection={self.connection!r}, adapter={self.adapter!r})"
@@ -468,9 +469,7 @@ class SyncEngine:
         changes: list[Change] = []
         for kind in kinds:
             kc = by_kind.setdefault(kind, _Counts())
-            for ctx in self._retry_failures(kind, dry):
-                kc.add(ctx.counts)
-                changes.extend(ctx.changes)
+            self._touched = set()
             it = self.adapter.pull(kind, self.cursor(kind))
             if self.prefetch > 0:
                 it = _prefetch(it, self.prefetch)
@@ -481,6 +480,10 @@ class SyncEngine:
                 pages += 1
                 if progress is not None:
                     progress(kind, len(page.records))
+            # records that failed in an earlier pull and did not come again: try them once more
+            for ctx in self._retry_failures(kind, dry, skip=self._touched):
+                kc.add(ctx.counts)
+                changes.extend(ctx.changes)
             total.add(kc)
         return PullSummary(
             connection=self.connection, fetched=total.fetched, created=total.created,
@@ -490,9 +493,9 @@ class SyncEngine:
             changes=tuple(changes) if dry else (),
         )
 
-    def _retry_failures(self, kind: str, dry: bool) -> Iterator[_PageCtx]:
+    def _retry_failures(self, kind: str, dry: bool, skip: set[str]) -> Iterator[_PageCtx]:
         prefix = self._key(kind) + "/"
-        stored = [(k, d) for k, d in self.store.documents(FAILURE) if k.startswith(prefix)]
+        stored = [(k, d) for k, d in self.store.documents(FAILURE) if k.startswith(prefix) and k not in skip]
         for i in range(0, len(stored), 100):
             chunk = stored[i:i + 100]
             records = tuple(decode_record(d["record"]) for _, d in chunk)
@@ -565,6 +568,7 @@ class SyncEngine:
 
     def _apply_one(self, kind: str, rec: RemoteRecord, ctx: _PageCtx, dry: bool, retrying: bool) -> None:
         fkey = self._key(kind, rec.id)
+        self._touched.add(fkey)
         try:
             if isinstance(rec, RemoteDeal):
                 action, local_id, fields = self._apply_deal(rec, ctx)
@@ -1096,7 +1100,8 @@ class SyncEngine:
         return [Bypass.from_doc(d) for d in self._docs(BYPASS)]
 
     def failures(self) -> list[RecordFailure]:
-        """Records that failed: pulled records waiting to be applied, pushes failing or parked."""
+        """Records that failed: pulled records waiting to be applied (tried again at the end of
+        every pull unless a newer version came), pushes failing or parked."""
         out = [
             RecordFailure(self.connection, d["kind"], "pull", d["remote_id"], d["code"], d["message"], d["attempts"])
             for d in self._docs(FAILURE)

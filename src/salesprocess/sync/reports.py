@@ -117,7 +117,7 @@ class Bypass:
 @attrs.frozen
 class RecordFailure:
     """A record that could not be applied (pull) or written (push). Pull failures keep the
-    record and are retried at the start of every pull until they apply."""
+    record and are retried at the end of every pull until they apply."""
 
     connection: str
     kind: str
