@@ -289,6 +289,8 @@ def test_appending_future_events_never_changes_an_asof_forecast(data: st.DataObj
     asof = at(30)
     before = forecast(dataset(base), Q1, asof=asof, method=method, min_sample=2, trials=64)
     later = [_future_events(data.draw, d, asof) for d in base]
+    if data.draw(st.booleans()):  # a deal created after the instant
+        later.append(make("future", created=31, stage="c", close_date=at(40).date()))
     after = forecast(dataset(later), Q1, asof=asof, method=method, min_sample=2, trials=64)
     assert after.to_json_obj() == before.to_json_obj()
 
