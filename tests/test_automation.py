@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from salesprocess import Account, Activity, ActivityKind, Contact, Money, Rep, SalesProcess, hookimpl
+from salesprocess import (
+    Account,
+    Activity,
+    ActivityKind,
+    Contact,
+    Money,
+    Rep,
+    SalesProcess,
+    hookimpl,
+)
 from salesprocess.automation import (
     FIRE_KIND,
     Action,
@@ -114,15 +123,24 @@ def test_created_rule_fires_once_and_dry_run_changes_nothing(world: Any) -> None
                           [Action("create_task", {"title": {"zh": "跟进 {deal.name}", "en": "Follow {deal.name}"}}), _note()]),))
     m = MemoryNotifier()
     dry = RuleEngine(rules).run_due(T0 + timedelta(hours=1), store, {"m": m}, dry_run=True)
-    assert [f.rule for f in dry.fired] == ["hello"] and dry.fired[0].outcomes[0].status == "planned"
-    assert list(store.documents(FIRE_KIND)) == [] and m.sent == [] and list(store.all(Activity)) == []
+    assert [f.rule for f in dry.fired] == ["hello"]
+    assert dry.fired[0].outcomes[0].status == "planned"
+    assert list(store.documents(FIRE_KIND)) == []
+    assert m.sent == []
+    assert list(store.all(Activity)) == []
     real = sp.run_rules(rules, store, T0 + timedelta(hours=1), notifiers={"m": m})
-    assert len(real.fired) == 1 and real.sent == 1
+    assert len(real.fired) == 1
+    assert real.sent == 1
     (task,) = store.all(Activity)
-    assert task.status is ActivityStatus.PLANNED and task.subject == "跟进 ERP" and task.owner_id == "wang"
-    assert m.sent[0].subject == "提醒 D-1" and m.sent[0].recipient.address == "wang@example.com"
+    assert task.status is ActivityStatus.PLANNED
+    assert task.subject == "跟进 ERP"
+    assert task.owner_id == "wang"
+    assert m.sent[0].subject == "提醒 D-1"
+    assert m.sent[0].recipient.address == "wang@example.com"
     again = sp.run_rules(rules, store, T0 + timedelta(days=30), notifiers={"m": m})
-    assert again.fired == () and again.already == 1 and len(m.sent) == 1
+    assert again.fired == ()
+    assert again.already == 1
+    assert len(m.sent) == 1
 
 
 def test_no_activity_counts_business_days_and_resets_on_activity(world: Any) -> None:
@@ -160,7 +178,7 @@ def test_close_date_rule_follows_the_date_the_deal_had(world: Any) -> None:
 
 
 def test_holidays_and_anniversaries(world: Any) -> None:
-    sp, store, b2b = world
+    _sp, store, _b2b = world
     rules = RuleSet((
         Rule("cny", Trigger("holiday", {"country": "CN", "names": ["Spring Festival"], "offset_days": -1}),
              [_note("contacts")]),
@@ -199,9 +217,11 @@ def test_stage_and_field_triggers_and_move_through_the_machine(world: Any) -> No
     r1 = sp.run_rules(eng, store, T0 + timedelta(hours=1))
     assert [f.rule for f in r1.fired] == ["tick"]
     r2 = sp.run_rules(eng, store, T0 + timedelta(hours=2))
-    assert [f.rule for f in r2.fired] == ["advance"] and r2.fired[0].outcomes[0].status == "done"
+    assert [f.rule for f in r2.fired] == ["advance"]
+    assert r2.fired[0].outcomes[0].status == "done"
     d = store.get_deal("D-1")
-    assert d.stage == "first_contact" and d.events[-1].source is EventSource.RULE
+    assert d.stage == "first_contact"
+    assert d.events[-1].source is EventSource.RULE
     r3 = sp.run_rules(eng, store, T0 + timedelta(hours=3))
     assert [f.rule for f in r3.fired] == ["entered"]
     assert [a.id for a in store.all(Activity)] == ["pb:D-1:first_contact:1"]
@@ -212,8 +232,10 @@ def test_stage_and_field_triggers_and_move_through_the_machine(world: Any) -> No
     sp.run_rules(eng, store, T0 + timedelta(hours=4))
     r5 = sp.run_rules(eng, store, T0 + timedelta(hours=5))
     (adv,) = [f for f in r5.fired if f.rule == "advance"]
-    assert adv.outcomes[0].status == "failed" and "on hold" in adv.outcomes[0].detail
-    assert store.get_deal("D-2").stage == "lead" and vetoed == ["D-2"]
+    assert adv.outcomes[0].status == "failed"
+    assert "on hold" in adv.outcomes[0].detail
+    assert store.get_deal("D-2").stage == "lead"
+    assert vetoed == ["D-2"]
 
 
 def test_survey_rule_through_the_plugin_and_the_scan_agree(world: Any) -> None:
@@ -226,9 +248,12 @@ def test_survey_rule_through_the_plugin_and_the_scan_agree(world: Any) -> None:
     sp.register(plugin)
     sp.record_survey_response(store, SurveyResponse("R-1", "nps", 3, T0 + timedelta(days=1), "acme", "D-1"))
     sp.record_survey_response(store, SurveyResponse("R-2", "nps", 9, T0 + timedelta(days=1), "acme", "D-1"))
-    assert len(m.sent) == 1 and plugin.reports[0].fired[0].occurrence.key == "response:R-1"
+    assert len(m.sent) == 1
+    assert plugin.reports[0].fired[0].occurrence.key == "response:R-1"
     later = eng.run_due(T0 + timedelta(days=5), store, {"m": m})
-    assert later.fired == () and later.already == 1 and len(m.sent) == 1
+    assert later.fired == ()
+    assert later.already == 1
+    assert len(m.sent) == 1
 
 
 def test_outage_keeps_messages_until_a_later_run(world: Any) -> None:
@@ -238,9 +263,13 @@ def test_outage_keeps_messages_until_a_later_run(world: Any) -> None:
     m = MemoryNotifier()
     m.fail_next = 1
     r = eng.run_due(T0 + timedelta(hours=1), store, {"m": m})
-    assert r.sent == 1 and len(r.send_failures) == 1 and len(eng.pending(store)) == 1
+    assert r.sent == 1
+    assert len(r.send_failures) == 1
+    assert len(eng.pending(store)) == 1
     r2 = RuleEngine(rules).run_due(T0 + timedelta(hours=2), store, {"m": m})
-    assert r2.fired == () and r2.sent == 1 and eng.pending(store) == []
+    assert r2.fired == ()
+    assert r2.sent == 1
+    assert eng.pending(store) == []
     assert sorted(x.recipient.id for x in m.sent) == ["li", "wang"]
     assert {x.subject for x in m.sent} == {"提醒 D-1", "About D-1"}  # each in its own language
 
@@ -259,7 +288,8 @@ def test_risk_alert_and_goal_milestone_documents_trigger_rules(world: Any) -> No
     fired = RuleEngine(rules).run_due(T0 + timedelta(days=2), store, dry_run=True).fired
     assert sorted(f.rule for f in fired) == ["goal", "risk"]
     (risk,) = [f for f in fired if f.rule == "risk"]
-    assert risk.occurrence.deal_id == "D-1" and risk.occurrence.account_id == "acme"
+    assert risk.occurrence.deal_id == "D-1"
+    assert risk.occurrence.account_id == "acme"
 
 
 def test_conditions_compare_money_dates_and_lists(world: Any) -> None:

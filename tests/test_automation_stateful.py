@@ -151,7 +151,8 @@ class Automation(RuleBasedStateMachine):
     @precondition(lambda self: self.last_run is not None)
     @invariant()
     def nothing_left_to_fire(self) -> None:
-        assert self.engine is not None and self.last_run is not None
+        assert self.engine is not None
+        assert self.last_run is not None
         report = RuleEngine(RULES).run_due(self.last_run, self.store, {}, dry_run=True)
         assert report.fired == (), [f.key for f in report.fired]
 
@@ -161,7 +162,7 @@ class Automation(RuleBasedStateMachine):
         asof = self.last_run
         assert asof is not None
         fired: dict[str, set[str]] = {}
-        for key, doc in self.store.documents(FIRE_KIND):
+        for _key, doc in self.store.documents(FIRE_KIND):
             fired.setdefault(doc["rule"], set()).add(doc["occurrence"])
         created = set()
         entered = set()

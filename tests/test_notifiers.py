@@ -93,10 +93,12 @@ def test_smtp_delivers_utf8_mail_in_the_recipients_language(smtp_server: tuple[_
     zh, en = inbox.messages
     assert zh["Subject"] == "【提醒】 华东制造 续约提醒"
     assert zh["Content-Language"] == "zh"
-    assert "请跟进续约。" in zh.get_content() and "此致" in zh.get_content()
+    assert "请跟进续约。" in zh.get_content()
+    assert "此致" in zh.get_content()
     assert zh["Message-ID"] == message_id_header("m-zh", "example.com") == d1.reference
     assert zh["X-Salesprocess-Delivery"] == "m-zh"
-    assert en["Subject"] == "[Reminder] Renewal" and "Regards" in en.get_content()
+    assert en["Subject"] == "[Reminder] Renewal"
+    assert "Regards" in en.get_content()
     assert inbox.envelopes[1] == ("crm@example.com", ["amy@example.com"])
 
 
@@ -109,7 +111,8 @@ def test_smtp_refused_recipient_is_not_retried(smtp_server: tuple[_Inbox, int]) 
         n.send(_msg("m1", "en", address="nobody@example.com"))
     with pytest.raises(RemoteValidationError):
         n.send(_msg("m2", "en", address=None))
-    assert waits == [] and inbox.messages == []
+    assert waits == []
+    assert inbox.messages == []
 
 
 def test_smtp_retries_with_backoff_then_gives_up() -> None:
@@ -143,13 +146,15 @@ def test_rules_send_mail_per_contact_language(smtp_server: tuple[_Inbox, int], t
                                              "subject": {"zh": "{event.holiday_local}快乐", "en": "Happy {event.holiday}"},
                                              "body": {"zh": "{recipient.name}您好", "en": "Dear {recipient.name}"}})]),))
     report = sp.run_rules(RuleEngine(rules), store, datetime(2025, 10, 2, tzinfo=UTC), notifiers=notifiers)
-    assert report.sent == 2 and report.send_failures == ()
+    assert report.sent == 2
+    assert report.send_failures == ()
     by_to = {m["To"].addresses[0].addr_spec: m for m in inbox.messages}
     assert by_to["zhang@example.com"]["Subject"] == "国庆节快乐"
     assert by_to["zhang@example.com"].get_content().strip() == "张伟您好"
     assert by_to["amy@example.com"]["Subject"] == "Happy National Day"
     again = sp.run_rules(RuleEngine(rules), store, datetime(2025, 10, 3, tzinfo=UTC), notifiers=notifiers)
-    assert again.fired == () and len(inbox.messages) == 2
+    assert again.fired == ()
+    assert len(inbox.messages) == 2
     store.close()
 
 
@@ -219,13 +224,16 @@ def test_webhook_signature_verified_by_the_receiver(receiver_factory: Any) -> No
     url = receiver_factory(rec)
     n = WebhookNotifier(url, secret=SECRET)
     d = n.send(_msg("w-1", "zh", subject="赢单", body="D-1 已赢单"))
-    assert d.attempts == 1 and rec.bad_signatures == 0
+    assert d.attempts == 1
+    assert rec.bad_signatures == 0
     (payload,) = rec.accepted["w-1"]
-    assert payload["subject"] == "赢单" and payload["recipient"]["name"] == "李雷"
+    assert payload["subject"] == "赢单"
+    assert payload["recipient"]["name"] == "李雷"
     wrong = WebhookNotifier(url, secret="not-the-secret")
     with pytest.raises(RemoteValidationError):
         wrong.send(_msg("w-2", "en"))
-    assert rec.bad_signatures == 1 and "w-2" not in rec.accepted
+    assert rec.bad_signatures == 1
+    assert "w-2" not in rec.accepted
 
 
 def test_webhook_fails_first_then_succeeds_on_retry(receiver_factory: Any) -> None:
@@ -260,13 +268,18 @@ def test_webhook_gives_up_after_retries_and_the_outbox_keeps_the_message(receive
                                              "body": "{event.stage}"})]),))
     engine = RuleEngine(rules)
     first = engine.run_due(datetime(2024, 3, 2, tzinfo=UTC), store, {"hook": n})
-    assert len(first.fired) == 1 and first.sent == 0 and len(first.send_failures) == 1
-    assert len(engine.pending(store)) == 1 and rec.accepted == {}
+    assert len(first.fired) == 1
+    assert first.sent == 0
+    assert len(first.send_failures) == 1
+    assert len(engine.pending(store)) == 1
+    assert rec.accepted == {}
     second = RuleEngine(rules).run_due(datetime(2024, 3, 3, tzinfo=UTC), store, {"hook": n})
-    assert second.fired == () and second.sent == 1
+    assert second.fired == ()
+    assert second.sent == 1
     assert engine.pending(store) == []
     (payloads,) = rec.accepted.values()
-    assert len(payloads) == 1 and payloads[0]["subject"] == "new deal D-1"
+    assert len(payloads) == 1
+    assert payloads[0]["subject"] == "new deal D-1"
     store.close()
 
 
@@ -277,7 +290,9 @@ def test_webhook_4xx_is_not_retried(receiver_factory: Any) -> None:
     n = WebhookNotifier(url, secret=SECRET, sleep=waits.append)
     with pytest.raises(RemoteValidationError) as e:
         n.send(_msg("w-x", "en"))
-    assert e.value.status == 422 and waits == [] and rec.attempts["w-x"] == 1
+    assert e.value.status == 422
+    assert waits == []
+    assert rec.attempts["w-x"] == 1
 
 
 def test_sign_and_verify() -> None:
