@@ -13,6 +13,7 @@ FIRST_PARTY: tuple[str, ...] = (
     "salesprocess_adapters.hubspot",
     "salesprocess_adapters.salesforce",
     "salesprocess_adapters.zoho",
+    "salesprocess_adapters.fxiaoke",
     "salesprocess_adapters.smtp",
     "salesprocess_adapters.webhook",
 )

@@ -11,6 +11,7 @@ have fault knobs (``fail_next("429" | "5xx" | "timeout" | "truncated" | "expired
 from __future__ import annotations
 
 from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, FakeServer, RateWindow
+from .fxiaoke import FxiaokeFake, FxiaokeHarness
 from .hubspot import HubSpotFake, HubSpotHarness
 from .salesforce import SalesforceFake, SalesforceHarness
 from .zoho import ZohoFake, ZohoHarness
@@ -21,6 +22,8 @@ __all__ = [
     "FakeRequest",
     "FakeResponse",
     "FakeServer",
+    "FxiaokeFake",
+    "FxiaokeHarness",
     "HubSpotFake",
     "HubSpotHarness",
     "RateWindow",
