@@ -13,6 +13,7 @@ from ._util import CLIError
 
 # Modules under salesprocess.cli that contribute commands, in help order.
 COMMANDS: tuple[str, ...] = (
+    "demo",
     "process_cmd",
     "kpi_cmd",
     "goals_cmd",
