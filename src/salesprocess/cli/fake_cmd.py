@@ -1,4 +1,4 @@
-"""``salesprocess fake hubspot|salesforce``: serve a local fake of a CRM's API on a loopback port."""
+"""``salesprocess fake hubspot|salesforce|zoho|fxiaoke``: serve a local fake of a CRM's API on a loopback port."""
 
 from __future__ import annotations
 
@@ -12,21 +12,24 @@ from ._util import CLIError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("fake", help="serve a local fake CRM API (HubSpot, Salesforce) for tests and demos")
+    p = sub.add_parser("fake", help="serve a local fake CRM API (HubSpot, Salesforce, Zoho, Fxiaoke) for tests and demos")
     ps = p.add_subparsers(dest="fake_command", metavar="VENDOR", required=True)
-    for vendor, default_limit in (("hubspot", "100/10s"), ("salesforce", None)):
+    for vendor, default_limit in (("hubspot", "100/10s"), ("salesforce", None), ("zoho", None),
+                                  ("fxiaoke", "100/20s")):
         a = ps.add_parser(vendor, help=f"serve the {vendor} fake until interrupted")
         a.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
         a.add_argument("--port", type=int, default=0, help="the port (default: a free one, printed)")
         a.add_argument("--token-env", help="an environment variable holding the token the fake accepts "
-                                           "(default: the fake's built-in token)")
+                                           "(Fxiaoke: the permanent code; default: the fake's built-in one)")
         a.add_argument("--seed-deals", type=int, default=0, metavar="N", help="create N deals first")
+        what = {"zoho": "API credits per window, e.g. 5000/86400s", "fxiaoke": "calls per interface, e.g. 100/20s"}
         a.add_argument("--rate-limit", default=default_limit,
-                       help=f"enforce CALLS/PERIOD, e.g. 100/10s (default {default_limit or 'none'}; 'none' to turn off)")
+                       help=f"enforce CALLS/PERIOD ({what.get(vendor, 'e.g. 100/10s')}; default {default_limit or 'none'}; "
+                            "'none' to turn off)")
         if vendor == "hubspot":
             a.add_argument("--search-rate-limit", default="5/1s", help="the search endpoints' limit (default 5/1s)")
             a.add_argument("--retry-after", type=float, help="send Retry-After (seconds) with 429 responses")
-        else:
+        elif vendor in ("salesforce", "fxiaoke"):
             a.add_argument("--daily-limit", type=int, help="the daily API allocation")
         a.set_defaults(func=_serve, vendor=vendor)
 
@@ -56,12 +59,24 @@ def make_fake(args: argparse.Namespace) -> Any:
         if args.retry_after is not None:
             opts["retry_after"] = args.retry_after
         fake: Any = HubSpotFake(**opts)
-    else:
+    elif args.vendor == "salesforce":
         from salesprocess_adapters.fakes import SalesforceFake
 
         if args.daily_limit is not None:
             opts["daily_limit"] = args.daily_limit
         fake = SalesforceFake(**opts)
+    elif args.vendor == "zoho":
+        from salesprocess_adapters.fakes import ZohoFake
+
+        fake = ZohoFake(**opts)
+    else:
+        from salesprocess_adapters.fakes import FxiaokeFake
+
+        if "token" in opts:
+            opts["permanent_code"] = opts.pop("token")
+        if args.daily_limit is not None:
+            opts["daily_limit"] = args.daily_limit
+        fake = FxiaokeFake(**opts)
     if args.seed_deals:
         fake.seed_deals(args.seed_deals)
     return fake
