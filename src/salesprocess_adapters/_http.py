@@ -304,10 +304,17 @@ def _mark(v: Any) -> Any:
     return v
 
 
+def _refuse(v: Any) -> Any:
+    raise TypeError(type(v).__name__)
+
+
 def dump_json(data: Any) -> bytes:
     """JSON with ``Decimal`` values written as exact JSON numbers (never through float)."""
-    text = json.dumps(_mark(data), separators=(",", ":"), ensure_ascii=True)
-    return _DEC.sub(r"\1", text).encode()
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True, default=_refuse).encode()
+    except TypeError:
+        text = json.dumps(_mark(data), separators=(",", ":"), ensure_ascii=True)
+        return _DEC.sub(r"\1", text).encode()
 
 
 def _parse(raw: Any) -> tuple[Response, bool]:

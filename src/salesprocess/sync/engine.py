@@ -55,6 +55,7 @@ from ..model import (
     OwnerChanged,
     ProcessMigrated,
     StageChanged,
+    replay,
 )
 from ..money import Money
 from ..process import Process, StageKind
@@ -343,6 +344,9 @@ class SyncEngine:
         self._kinds = None if kinds is None else tuple(kinds)
         self.outbox = Outbox(store, connection)
         self._touched: set[str] = set()
+        self._failed_keys: set[str] = set()
+        self._fresh = False
+        self._optimistic = False
 
     def __repr__(self) -> str:
         return f"SyncEngine(connection={self.connection!r}, adapter={self.adapter!r})"
@@ -470,6 +474,11 @@ class SyncEngine:
         for kind in kinds:
             kc = by_kind.setdefault(kind, _Counts())
             self._touched = set()
+            prefix = self._key(kind) + "/"
+            self._failed_keys = {k for k, _ in self.store.documents(FAILURE) if k.startswith(prefix)}
+            # with no deal of this connection in the store yet, creates need no lookup (a page that
+            # meets a deal after all is redone with lookups)
+            self._fresh = kind == ObjectKind.DEALS and self.store.count_deals(external_source=self.source) == 0
             it = self.adapter.pull(kind, self.cursor(kind))
             if self.prefetch > 0:
                 it = _prefetch(it, self.prefetch)
@@ -520,6 +529,7 @@ class SyncEngine:
             attempt += 1
             try:
                 with self.store.transaction():
+                    self._optimistic = self._fresh and attempt == 1 and not dry
                     state = self._state()
                     ctx = _PageCtx(kind, int(state.get("seq", 0)))
                     for rec in records:
@@ -529,10 +539,12 @@ class SyncEngine:
                     for deal_id in ctx.enqueue:
                         if self.outbox.get(deal_id) is None:
                             self.outbox.enqueue(self.store.get_deal(deal_id))
-                    for c in ctx.conflicts:
-                        self.store.put_document(CONFLICT, self._key(f"{c.seq:012d}"), c.to_doc())
-                    for b, _ in ctx.bypasses:
-                        self.store.put_document(BYPASS, self._key(f"{b.seq:012d}"), b.to_doc())
+                    if ctx.conflicts:  # one report document per page
+                        self.store.put_document(CONFLICT, self._key(f"{ctx.conflicts[0].seq:012d}"),
+                                                {"items": [c.to_doc() for c in ctx.conflicts]})
+                    if ctx.bypasses:
+                        self.store.put_document(BYPASS, self._key(f"{ctx.bypasses[0][0].seq:012d}"),
+                                                {"items": [b.to_doc() for b, _ in ctx.bypasses]})
                     if cursor is not None:
                         self.store.put_document(CURSOR, self._key(kind), dict(cursor))
                     state = self._state()
@@ -541,7 +553,7 @@ class SyncEngine:
             except ConflictError:
                 if dry or attempt >= 3:
                     raise
-                continue  # a local writer changed a deal meanwhile: the page is redone
+                continue  # a deal existed after all, or a local writer changed one: redo the page
             break
         if not dry:
             self._notify(ctx)
@@ -568,7 +580,8 @@ class SyncEngine:
 
     def _apply_one(self, kind: str, rec: RemoteRecord, ctx: _PageCtx, dry: bool, retrying: bool) -> None:
         fkey = self._key(kind, rec.id)
-        self._touched.add(fkey)
+        if fkey in self._failed_keys:
+            self._touched.add(fkey)
         try:
             if isinstance(rec, RemoteDeal):
                 action, local_id, fields = self._apply_deal(rec, ctx)
@@ -582,8 +595,10 @@ class SyncEngine:
                 raise _RecordFailed("unknown_record", f"unknown record type {type(rec).__name__}")
         except _RecordFailed as f:
             ctx.counts.failed += 1
-            old = self.store.get_document(FAILURE, fkey)
+            old = self.store.get_document(FAILURE, fkey) if fkey in self._failed_keys else None
             attempts = (old or {}).get("attempts", 0) + 1
+            self._failed_keys.add(fkey)
+            self._touched.add(fkey)
             self.store.put_document(FAILURE, fkey, {
                 "kind": kind, "remote_id": rec.id, "code": f.code, "message": f.message,
                 "attempts": attempts, "record": encode_record(rec),
@@ -591,8 +606,9 @@ class SyncEngine:
             if dry:
                 ctx.changes.append(Change(kind, rec.id, None, "failed", {}, f.message))
             return
-        if retrying or self.store.get_document(FAILURE, fkey) is not None:
+        if retrying or fkey in self._failed_keys:
             self.store.delete_document(FAILURE, fkey)
+            self._failed_keys.discard(fkey)
         setattr(ctx.counts, action, getattr(ctx.counts, action) + 1)
         if dry and action != "unchanged":
             ctx.changes.append(Change(kind, rec.id, local_id, action, fields))
@@ -681,7 +697,7 @@ class SyncEngine:
         }
 
     def _load_local(self, rd: RemoteDeal, ctx: _PageCtx) -> tuple[Deal | None, bool]:
-        local = self.store.find_deal(self.source, rd.id)
+        local = None if self._optimistic and not rd.local_id else self.store.find_deal(self.source, rd.id)
         if local is not None:
             pending = ctx.saves.get(local.id)
             return (pending[0] if pending else local), False
@@ -705,9 +721,10 @@ class SyncEngine:
         if local is None:
             deal = self._create(rd, process, pm, stage, incoming, ctx)
             ctx.saves[deal.id] = (deal, None)
-            self._put_link(deal.id, rd, incoming, pm)
+            if rd.pipeline is not None and self.mapping.for_process(process.key) is not pm:
+                self._put_link(deal.id, rd, incoming, pm)  # the pipeline cannot be told from the process
             return "created", deal.id, {f: (None, v) for f, v in incoming.items() if v not in (None, ())}
-        link = self.store.get_document(LINK, self._key(local.id))
+        link = self._link(local)
         local_vals = _values(local)
         base = _dec(link["base"]) if link else dict(local_vals)
         last_remote = instant(link["modified"]) if link and link.get("modified") else None
@@ -745,16 +762,35 @@ class SyncEngine:
             ctx.saves[local.id] = (deal, prev[1] if prev else local.version)
         if dirty:
             ctx.enqueue.append(local.id)
-        self._put_link(local.id, rd, incoming, pm)
+        self._put_link(local.id, rd, incoming, pm, link)
         if changes:
             return "updated", local.id, {f: (local_vals[f], v) for f, v in changes.items()}
         return "unchanged", local.id, {}
 
-    def _put_link(self, local_id: str, rd: RemoteDeal, base: Mapping[str, Any], pm: PipelineMapping) -> None:
-        self.store.put_document(LINK, self._key(local_id), {
+    def _put_link(self, local_id: str, rd: RemoteDeal, base: Mapping[str, Any], pm: PipelineMapping,
+                  old: Mapping[str, Any] | None = None) -> None:
+        link = {
             "remote": rd.id, "pipeline": rd.pipeline if rd.pipeline is not None else pm.pipeline,
             "base": _enc(base), "modified": iso(rd.modified_at),
-        })
+        }
+        if link != old:
+            self.store.put_document(LINK, self._key(local_id), link)
+
+    def _link(self, deal: Deal) -> dict[str, Any] | None:
+        """What both sides last agreed on for ``deal``: the stored link, or, for a deal a pull
+        created and nothing but local edits changed since, the state after its last sync event
+        (such deals get no link document: an initial pull writes one row less per deal)."""
+        link = self.store.get_document(LINK, self._key(deal.id))
+        if link is not None:
+            return link
+        remote = deal.external_ids.get(self.source)
+        if remote is None or not deal.events or deal.events[0].source is not EventSource.CRM_SYNC \
+                or deal.events[0].actor != self.actor:
+            return None
+        last = max(i for i, e in enumerate(deal.events) if e.source is EventSource.CRM_SYNC and e.actor == self.actor)
+        synced = replay(deal.events[: last + 1])
+        return {"remote": remote, "pipeline": None, "base": _enc(_values(synced)),
+                "modified": iso(synced.updated_at)}
 
     def _winner(self, field: str, local: Deal, rd: RemoteDeal) -> str:
         if field in PULL_ONLY_FIELDS or self.policy is ConflictPolicy.CRM_WINS:
@@ -852,13 +888,17 @@ class SyncEngine:
 
     def _move(self, deal: Deal, process: Process, to: str, at: datetime, rd: RemoteDeal, ctx: _PageCtx) -> Deal:
         """Append the CRM's stage move as a fact; list it as a bypass when the process objects."""
-        needs_activities = bool(process.stage(to).entry.activities or process.stage(deal.stage).exit.activities)
-        acts = list(self.store.all(Activity, deal_id=deal.id)) if needs_activities else []
-        problems = process.check(deal, to, at=at, actor=self.actor, activities=acts)
         src = process.stage(deal.stage)
         dst = process.stage(to)
+        edge = process.edge(deal.stage, to)
+        if edge is not None and not (edge.guards or dst.entry or (src.exit and not src.is_closed)):
+            problems: list[Any] = []  # a plain edge of the graph: nothing to check
+        else:
+            needs_activities = bool(dst.entry.activities or src.exit.activities)
+            acts = list(self.store.all(Activity, deal_id=deal.id)) if needs_activities else []
+            problems = process.check(deal, to, at=at, actor=self.actor, activities=acts)
         if problems:
-            if process.edge(deal.stage, to) is not None:
+            if edge is not None:
                 kind = "missing_criteria"
             elif src.is_closed and not dst.is_closed:
                 kind = "reopened"
@@ -887,8 +927,9 @@ class SyncEngine:
             prob, psrc = dst.probability, EventSource.STAGE_DEFAULT
         else:
             prob = deal.probability
-        ev = cls(deal.id, at, self.actor, EventSource.CRM_SYNC, deal.stage, to, prob, psrc,
-                 dst.effective_forecast_category, None)
+        # every field is already a checked value (aware instant, enums): build the event directly
+        ev = cls._make((deal.id, at, self.actor, EventSource.CRM_SYNC, deal.stage, to, prob, psrc,
+                        dst.effective_forecast_category, None))
         return deal.append(ev)
 
     # --- push ----------------------------------------------------------------------------------
@@ -979,7 +1020,7 @@ class SyncEngine:
         except NotFoundError:
             self._park(entry, "deleted", f"deal {entry.deal_id} no longer exists", failures, counts, dry)
             return None
-        link = self.store.get_document(LINK, self._key(deal.id))
+        link = self._link(deal)
         remote_id = deal.external_ids.get(self.source)
         if remote_id is None and link is not None:
             remote_id = link.get("remote")
@@ -1056,7 +1097,7 @@ class SyncEngine:
             )
             self.store.save_deal(d2, expected_version=deal.version)
         key = self._key(item.local_id)
-        link = self.store.get_document(LINK, key)
+        link = self._link(self.store.get_deal(item.local_id))
         if link is None or item.remote_id is None:
             base: dict[str, Any] = {f: snap[f] for f in PUSHED_FIELDS}
             base.update(account_id=None, contact_ids=())
@@ -1070,7 +1111,7 @@ class SyncEngine:
                 if f in sent or (f == "owner_id" and "owner" in sent):
                     base[f] = snap[f]
         self.store.put_document(LINK, key, {
-            "remote": remote_id, "pipeline": item.pipeline if link is None else link.get("pipeline", item.pipeline),
+            "remote": remote_id, "pipeline": (link or {}).get("pipeline") or item.pipeline,
             "base": _enc(base), "modified": None if link is None else link.get("modified"),
         })
         if fresh.seq == entry.seq:
@@ -1093,11 +1134,11 @@ class SyncEngine:
 
     def conflicts(self) -> list[Conflict]:
         """Every conflict recorded for this connection, oldest first."""
-        return [Conflict.from_doc(d) for d in self._docs(CONFLICT)]
+        return [Conflict.from_doc(x) for d in self._docs(CONFLICT) for x in d["items"]]
 
     def bypasses(self) -> list[Bypass]:
         """Every bypass recorded for this connection, oldest first."""
-        return [Bypass.from_doc(d) for d in self._docs(BYPASS)]
+        return [Bypass.from_doc(x) for d in self._docs(BYPASS) for x in d["items"]]
 
     def failures(self) -> list[RecordFailure]:
         """Records that failed: pulled records waiting to be applied (tried again at the end of
@@ -1122,8 +1163,8 @@ class SyncEngine:
             connection=self.connection, cursors=cursors,
             pending=sum(1 for e in entries if e.status == "pending"),
             parked=sum(1 for e in entries if e.status == "parked"),
-            conflicts=sum(1 for _ in self._docs(CONFLICT)),
-            bypasses=sum(1 for _ in self._docs(BYPASS)),
+            conflicts=sum(len(d["items"]) for d in self._docs(CONFLICT)),
+            bypasses=sum(len(d["items"]) for d in self._docs(BYPASS)),
             failures=sum(1 for _ in self._docs(FAILURE)),
             linked_deals=self.store.count_deals(external_source=self.source),
             last_pull=st.get("last_pull"), last_push=st.get("last_push"),
