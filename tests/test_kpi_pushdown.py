@@ -182,3 +182,24 @@ def test_pushdown_keeps_python_memory_flat(tmp_path):
     # 4× the deals: the database path's heap barely moves, loading the data grows with it
     assert peaks[1] < peaks[0] * 1.5 + 200_000
     assert python_peak > 4 * peaks[1]
+
+
+def test_a_migration_that_keeps_the_stage_does_not_split_a_stay():
+    from _kpi_company import deal
+    from salesprocess import migrate_deals
+
+    v2 = SAAS.with_version(2)
+    base = [deal(f"m{i}", "r1", T0, [("demo", T0 + timedelta(days=1))]) for i in range(3)]
+    moved = migrate_deals(SAAS, v2, base, at=T0 + timedelta(days=2), actor="t")
+    done = [v2.advance(d, "closed_lost", at=T0 + timedelta(days=5), actor="t") for d in moved]
+    with tempfile.TemporaryDirectory() as tmp:
+        s = SQLiteStore(Path(tmp) / "m.sqlite")
+        _fill(s, [])
+        s.save_process(v2)
+        s.save_deals((d, None) for d in done)
+        ds = Dataset(done, reps=REPS, teams=TEAMS, processes=[SAAS, v2])
+        (got,) = funnel(s, engine="sql")
+        (want,) = funnel(ds)
+        assert got == want
+        assert got.stage("demo").median_days == 4  # one stay: day 1 to day 5
+        s.close()

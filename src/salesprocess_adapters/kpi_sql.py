@@ -441,16 +441,29 @@ def _key(row: Sequence[Any], n: int) -> tuple[str | None, ...]:
 
 
 def _part_case(dl: _Dialect, col: str, parts: Sequence[Period | None], tz: tzinfo) -> tuple[str, list[Any]]:
+    """An expression giving the index of the part ``col`` falls in (NULL outside every part): a
+    balanced tree of comparisons with the parts' boundary instants, so each row costs about
+    log2(parts) comparisons."""
     if parts == [None]:
         return f"CASE WHEN {col} IS NULL THEN NULL ELSE 0 END", []
     ps = [p for p in parts if p is not None]
-    bounds = [p.start_instant(tz) for p in ps] + [ps[-1].end_instant(tz)]
-    sql = f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} < ? THEN NULL"
-    params: list[Any] = [dl.ts(bounds[0])]
-    for i, b in enumerate(bounds[1:]):
-        sql += f" WHEN {col} < ? THEN {i}"
-        params.append(dl.ts(b))
-    return sql + " ELSE NULL END", params
+    bounds = [dl.ts(p.start_instant(tz)) for p in ps] + [dl.ts(ps[-1].end_instant(tz))]
+    params: list[Any] = []
+
+    def tree(lo: int, hi: int) -> str:
+        # parts lo..hi-1; the row is known to be >= bounds[lo] and < bounds[hi]
+        if hi - lo == 1:
+            return str(lo)
+        mid = (lo + hi) // 2
+        params.append(bounds[mid])
+        left = tree(lo, mid)
+        right = tree(mid, hi)
+        return f"CASE WHEN {col} < ? THEN {left} ELSE {right} END"
+
+    params.extend([bounds[0], bounds[-1]])
+    head = f"CASE WHEN {col} IS NULL OR {col} < ? OR {col} >= ? THEN NULL ELSE "
+    body = tree(0, len(ps))
+    return head + body + " END", params
 
 
 def _local(at: Any, dl: _Dialect, tz: tzinfo) -> date:
@@ -630,7 +643,7 @@ def compute(
         for i in range(len(parts)):
             c = cells.get((g, i), {})
             key = _row_key(out_by, g, parts[i])
-            desc = ", ".join(f"{k}={v}" for k, v in key.items()) or "all"
+            desc = _Desc(key)
             values: dict[str, Value] = {}
             for name, k, _ in kpis:
                 values[name] = _value(k.name, c, currency, dl, desc)
@@ -710,7 +723,7 @@ def _as_dt(v: Any) -> datetime:
 
 
 def _money_sum(total: Any, cmin: Any, cmax: Any, currency: str | None, dl: _Dialect,
-               what: str, metric: str, desc: str) -> Money | None:  # fmt: skip
+               what: str, metric: str, desc: object) -> Money | None:  # fmt: skip
     if cmin is not None and cmin != cmax:
         raise CurrencyMismatchError(cmin, cmax, f"combine {what} ({metric} for {desc}); group by currency")
     cur = cmin if cmin is not None else currency
@@ -728,7 +741,19 @@ def _pct(c: Mapping[str, Any], nm: str, p: Decimal) -> Decimal | None:
     return stats.interpolate(Decimal(ranks[lo]), Decimal(ranks[hi]), w)
 
 
-def _value(name: str, c: Mapping[str, Any], currency: str | None, dl: _Dialect, desc: str) -> Value:
+class _Desc:
+    """A result row described for error messages (built only when an error needs it)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Mapping[str, str | None]) -> None:
+        self.key = key
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.key.items()) or "all"
+
+
+def _value(name: str, c: Mapping[str, Any], currency: str | None, dl: _Dialect, desc: object) -> Value:
     won = int(c.get("won") or 0)
     lost = int(c.get("lost") or 0)
     if name == "deals_won":
@@ -864,33 +889,27 @@ def funnel(
     ev_at = [dl.ts(asof)] if asof is not None else []
     ev_cond = f"e.at {op} ?" if asof is not None else "1 = 1"
     stage_of = f"CASE e.kind WHEN 'created' THEN {dl.j('e.data', 'stage')} ELSE e.to_stage END"
-    # stage entries (no window function: enough for furthest and entered steps) ...
+    # stays with their end (a migration that keeps the stage does not end a stay)
     entries = (
         f"rk(stage, rnk) AS (VALUES {rank_rows}),\n"
         f"se AS (SELECT e.deal_id, e.seq, e.kind, e.at, {stage_of} AS stage FROM deal_events e "
         f"WHERE {ev_cond} AND e.kind IN ('created', 'stage_changed', 'won', 'lost', 'reopened', "
-        f"'process_migrated')),\n"
-        f"re AS (SELECT se.deal_id, rk.rnk FROM se JOIN rk ON rk.stage = se.stage)"
+        f"'process_migrated'))"
     )
-    # ... and stays with their end (a migration that keeps the stage does not end a stay)
+    migrated = dl.run("SELECT 1 FROM deal_events WHERE kind = 'process_migrated' LIMIT 1", [])
+    if migrated:
+        kept = ("se2 AS (SELECT se.*, LAG(stage) OVER (PARTITION BY deal_id ORDER BY seq) AS prev "
+                "FROM se),\nse3 AS (SELECT deal_id, seq, at, stage FROM se2 "
+                "WHERE NOT (kind = 'process_migrated' AND stage = prev)),\n")  # fmt: skip
+    else:  # no migration anywhere: every stage entry starts a stay (one sort instead of two)
+        kept = "se3 AS (SELECT deal_id, seq, at, stage FROM se),\n"
     stays = (
-        entries + ",\n"
-        "se2 AS (SELECT se.*, LAG(stage) OVER (PARTITION BY deal_id ORDER BY seq) AS prev FROM se),\n"
-        "se3 AS (SELECT deal_id, seq, at, stage FROM se2 WHERE NOT (kind = 'process_migrated' "
-        "AND stage = prev)),\n"
-        "sy AS (SELECT deal_id, stage, at AS entered, LEAD(at) OVER (PARTITION BY deal_id "
+        entries + ",\n" + kept
+        + "sy AS (SELECT deal_id, stage, at AS entered, LEAD(at) OVER (PARTITION BY deal_id "
         "ORDER BY seq) AS lft FROM se3),\n"
         "ry AS (SELECT sy.deal_id, rk.rnk, sy.entered, sy.lft FROM sy JOIN rk ON rk.stage = sy.stage)"
     )
     stays_params = rank_params + ev_at
-    tr_cond = f"e.at {op} ?" if asof is not None else "1 = 1"
-    adj = (
-        f"ad AS (SELECT DISTINCT e.deal_id, a.rnk FROM deal_events e "
-        f"JOIN rk a ON a.stage = e.from_stage JOIN rk b ON b.stage = e.to_stage "
-        f"WHERE {tr_cond} AND e.kind IN ('stage_changed', 'won', 'lost', 'reopened') "
-        f"AND b.rnk = a.rnk + 1 AND a.rnk <= {last_open})"
-    )
-    adj_params = list(ev_at)
 
     hist_cond, hist_params = "1 = 0", list[Any]()
     if window is not None:
@@ -899,27 +918,48 @@ def funnel(
           f"CASE WHEN {win_cond} THEN 1 ELSE 0 END AS cur, "
           f"CASE WHEN {hist_cond} THEN 1 ELSE 0 END AS hist FROM k WHERE k.process = ?)")  # fmt: skip
     co_params = [*win_params, *hist_params, proc.key]
-    fu = "fu AS (SELECT deal_id, MAX(rnk) AS mx FROM re GROUP BY deal_id)"
+    # one pass over each deal's stage events: furthest step, entered steps, adjacent moves
+    moves = "('stage_changed', 'won', 'lost', 'reopened')"
+    flags = ", ".join(
+        [f"MAX(CASE WHEN t.rnk = {r} THEN 1 ELSE 0 END) AS e{r}" for r in range(nsteps)]
+        + [f"MAX(CASE WHEN se.kind IN {moves} AND fr.rnk = {r} AND t.rnk = {r + 1} THEN 1 "
+           f"ELSE 0 END) AS a{r}" for r in range(last_open + 1)]
+    )  # fmt: skip
+    per_deal = (
+        f"rk(stage, rnk) AS (VALUES {rank_rows}),\n"
+        f"se AS (SELECT e.deal_id, e.kind, {stage_of} AS stage, e.from_stage FROM deal_events e "
+        f"WHERE {ev_cond} AND e.kind IN ('created', 'stage_changed', 'won', 'lost', 'reopened', "
+        f"'process_migrated')),\n"
+        f"ds AS (SELECT se.deal_id, MAX(t.rnk) AS mx, {flags} FROM se "
+        f"LEFT JOIN rk t ON t.stage = se.stage LEFT JOIN rk fr ON fr.stage = se.from_stage "
+        f"GROUP BY se.deal_id)"
+    )
     ck = kcs.replace("k", "co.k")
     dur = f"({dl.micros('ry.lft')} - {dl.micros('ry.entered')})"
     conds = " OR ".join(f"rn = ((n - 1) * {a}) / {b} OR rn = ((n - 1) * {a} + {b} - 1) / {b}"
                         for a, b in _FRACTIONS.values())  # fmt: skip
     cur: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
     hist: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
-    # furthest step and status of each deal of the cohort (and of the history before the window)
-    for fr in q(f"SELECT {ck}fu.mx, co.status, co.cur, COUNT(*) FROM co JOIN fu ON fu.deal_id = co.id "
-                f"WHERE co.cur = 1 OR co.hist = 1 GROUP BY {ck}fu.mx, co.status, co.cur",
-                (entries, stays_params), (co, co_params), (fu, [])):  # fmt: skip
-        tally = (cur if int(fr[n + 2]) == 1 else hist).setdefault(_key(fr, n), {})
-        fk = (int(fr[n]), DealStatus(str(fr[n + 1])))
-        tally[fk] = tally.get(fk, 0) + int(fr[n + 3])
-    ent = {(_key(er, n), int(er[n])): int(er[n + 1]) for er in q(
-        f"SELECT {ck}re.rnk, COUNT(DISTINCT co.id) FROM co JOIN re ON re.deal_id = co.id "
-        f"WHERE co.cur = 1 GROUP BY {ck}re.rnk", (entries, stays_params), (co, co_params))}  # fmt: skip
-    adjc = {(_key(ar, n), int(ar[n])): int(ar[n + 1]) for ar in q(
-        f"SELECT {ck}ad.rnk, COUNT(DISTINCT co.id) FROM co JOIN ad ON ad.deal_id = co.id "
-        f"WHERE co.cur = 1 GROUP BY {ck}ad.rnk", (f"rk(stage, rnk) AS (VALUES {rank_rows})",
-                                                  rank_params), (adj, adj_params), (co, co_params))}  # fmt: skip
+    ent: dict[tuple[tuple[str | None, ...], int], int] = {}
+    adjc: dict[tuple[tuple[str | None, ...], int], int] = {}
+    sums = ", ".join([f"SUM(ds.e{r})" for r in range(nsteps)]
+                     + [f"SUM(ds.a{r})" for r in range(last_open + 1)])  # fmt: skip
+    # the cohort (and the history before the window) by furthest step and status
+    for fr_ in q(f"SELECT {ck}ds.mx, co.status, co.cur, COUNT(*), {sums} FROM co "
+                 f"JOIN ds ON ds.deal_id = co.id WHERE (co.cur = 1 OR co.hist = 1) "
+                 f"AND ds.mx IS NOT NULL GROUP BY {ck}ds.mx, co.status, co.cur",
+                 (per_deal, [*rank_params, *ev_at]), (co, co_params)):  # fmt: skip
+        g = _key(fr_, n)
+        is_cur = int(fr_[n + 2]) == 1
+        tally = (cur if is_cur else hist).setdefault(g, {})
+        fk = (int(fr_[n]), DealStatus(str(fr_[n + 1])))
+        tally[fk] = tally.get(fk, 0) + int(fr_[n + 3])
+        if is_cur:
+            rest = fr_[n + 4:]
+            for r in range(nsteps):
+                ent[(g, r)] = ent.get((g, r), 0) + int(rest[r] or 0)
+            for r in range(last_open + 1):
+                adjc[(g, r)] = adjc.get((g, r), 0) + int(rest[nsteps + r] or 0)
     pct_rows = [tuple(pr) for pr in q(
         f"SELECT {kcs}rnk, n, rn, v FROM (SELECT {kcs}rnk, v, ROW_NUMBER() OVER w - 1 AS rn, "
         f"COUNT(*) OVER wp AS n FROM (SELECT {ck}ry.rnk AS rnk, {dur} AS v FROM co JOIN ry "
