@@ -672,3 +672,10 @@ def test_reference_page_lists_every_kpi_with_unit_and_direction():
         _, definition, formula, unit, direction, basis = rows[d["name"]]
         assert definition.startswith(k.definition)
         assert (formula, unit, direction, basis) == (k.formula, d["unit"], d["direction"], d["basis"])
+
+
+def test_engine_sql_needs_a_database(company):
+    with pytest.raises(KpiError, match="SQL pushdown"):
+        compute(company, ["deals_won"], engine="sql")
+    with pytest.raises(KpiError, match="no SQL pushdown"):
+        compute(MemoryStore(), ["deals_won"], engine="sql")

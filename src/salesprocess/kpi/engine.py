@@ -751,8 +751,12 @@ def compute(
             if res is not None:
                 return res
         data = Dataset.from_store(data, inputs=inputs)
-    elif inputs is not None:
-        data = data.with_inputs(inputs)
+    else:
+        if engine == "sql":
+            raise KpiError([Problem("engine", "pushdown",
+                                    "engine='sql' needs a store with SQL pushdown, not a Dataset")])
+        if inputs is not None:
+            data = data.with_inputs(inputs)
     view = data.view(asof)
     kpis, pk = _resolve(reg, metrics, by, w, period, view.inputs)
     run = _Run(view, kpis, by, pk, window, tz, w, currency, fiscal)
