@@ -35,7 +35,7 @@ from .connections import Connection, load_connections, parse_rate
 from .engine import PULL_ONLY_FIELDS, PUSHED_FIELDS, SYNCED_FIELDS, ConflictPolicy, SyncEngine
 from .mapping import PipelineMapping, Proposal, StageMapping, propose, slug
 from .outbox import Outbox, save_deal
-from .reference import FAULTS, InMemoryCrm, ReferenceAdapter
+from .reference import FAULTS, CrmFault, InMemoryCrm, ReferenceAdapter
 from .reports import (
     Bypass,
     Change,
@@ -59,6 +59,7 @@ __all__ = [
     "Change",
     "Conflict",
     "ConflictPolicy",
+    "CrmFault",
     "Connection",
     "CrmAdapter",
     "InMemoryCrm",

@@ -36,7 +36,7 @@ from .adapter import (
 )
 from .timing import RateLimiter, RetryPolicy, Secret
 
-__all__ = ["FAULTS", "InMemoryCrm", "ReferenceAdapter"]
+__all__ = ["FAULTS", "CrmFault", "InMemoryCrm", "ReferenceAdapter"]
 
 FAULTS = ("429", "5xx", "timeout", "truncated", "expired_token", "duplicate_page")
 """The fault kinds every fake understands (``fail_next(kind, n)``)."""
@@ -52,7 +52,11 @@ _STAGES = (
 )
 
 
-class _Fault(Exception):
+class CrmFault(Exception):
+    """What the :class:`InMemoryCrm` API raises when a call fails, as a vendor SDK would:
+    ``kind`` is a fault kind (:data:`FAULTS`) or ``"unauthorized"``; ``retry_after`` the seconds
+    the CRM asks a throttled client to wait."""
+
     def __init__(self, kind: str, retry_after: float | None = None) -> None:
         self.kind = kind
         self.retry_after = retry_after
@@ -84,6 +88,7 @@ class InMemoryCrm:
         self._lock = threading.RLock()
         self._token = token
         self._tokens = {token}
+        self._expired: set[str] = set()
         self._refresh = refresh_token
         self._issued = 0
         self.rate_limit = rate_limit
@@ -190,7 +195,8 @@ class InMemoryCrm:
 
     def expire_token(self) -> None:
         with self._lock:
-            self._tokens.clear()
+            self._expired |= self._tokens
+            self._tokens = set()
 
     # --- the API the adapter calls --------------------------------------------------------------
     def _enter(self, token: str) -> str | None:
@@ -204,33 +210,35 @@ class InMemoryCrm:
                     self._calls.popleft()
                 if len(self._calls) >= mx:
                     self.status_counts["throttled"] += 1
-                    raise _Fault("429", self.retry_after)
+                    raise CrmFault("429", self.retry_after)
                 self._calls.append(now)
             fault = self._faults.popleft() if self._faults else None
             if fault == "expired_token":
-                self._tokens.clear()
+                self._expired |= self._tokens
+                self._tokens = set()
             if token not in self._tokens:
-                kind = "expired_token" if token.startswith("ref-token") else "unauthorized"
+                kind = "expired_token" if token in self._expired else "unauthorized"
                 self.status_counts[kind] += 1
-                raise _Fault(kind)
+                raise CrmFault(kind)
             if fault in ("429", "5xx", "timeout"):
                 self.status_counts["throttled" if fault == "429" else fault] += 1
-                raise _Fault(fault, self.retry_after if fault == "429" else None)
+                raise CrmFault(fault, self.retry_after if fault == "429" else None)
             return fault
 
     def _leave(self, fault: str | None, result: Any) -> Any:
         if fault == "truncated":
             self.status_counts["truncated"] += 1
-            raise _Fault("truncated")
+            raise CrmFault("truncated")
         self.status_counts["ok"] += 1
         return result
 
     def api_refresh(self, refresh_token: str) -> str:
         with self._lock:
             if refresh_token != self._refresh:
-                raise _Fault("unauthorized")
+                raise CrmFault("unauthorized")
             self._issued += 1
             tok = f"ref-token-{self._issued}"
+            self._expired |= self._tokens
             self._tokens = {tok}
             return tok
 
@@ -364,11 +372,11 @@ class ReferenceAdapter:
                 self.limiter.acquire()
             try:
                 return fn(self._token.reveal(), *args)
-            except _Fault as f:
+            except CrmFault as f:
                 if f.kind == "expired_token" and self._refresh is not None and not refreshed:
                     try:
                         self._token = Secret(self.crm.api_refresh(self._refresh.reveal()))
-                    except _Fault:
+                    except CrmFault:
                         raise AuthError(f"{what}: the refresh token was refused", vendor_code="INVALID_GRANT") from None
                     refreshed = True
                     continue
