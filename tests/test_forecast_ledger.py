@@ -11,7 +11,6 @@ import pytest
 
 from _risk_fixtures import MINI, REPS, TEAMS, at, dataset, make, usd
 from salesprocess.app import SalesProcess
-from salesprocess.cli.main import run
 from salesprocess.forecast import (
     ForecastAdjustment,
     ForecastSnapshot,
@@ -31,6 +30,14 @@ from salesprocess.money import Rate
 from salesprocess.periods import Period
 
 MONTHS = [Period.parse(f"2026-{m:02d}") for m in (1, 2, 3, 4)]
+
+
+def run(argv: list[str]) -> int:
+    """The command line. Imported when called: importing ``salesprocess.cli.main`` at collection
+    would shadow the ``salesprocess.cli.main`` function other test modules import."""
+    from salesprocess.cli.main import run as _run
+
+    return _run(argv)
 
 
 def _history() -> list:  # type: ignore[type-arg]

@@ -13,7 +13,6 @@ import pytest
 
 from _risk_fixtures import ACCOUNTS, MINI, REPS, TEAMS, at, dataset, make, usd
 from salesprocess import SalesProcess, hookimpl
-from salesprocess.cli.main import run
 from salesprocess.errors import ImportDataError, TransitionNotAllowed
 from salesprocess.kpi import AccountRevenue, SurveyResponse
 from salesprocess.money import Rate
@@ -34,6 +33,14 @@ from salesprocess.risk import (
 
 ASOF = at(30)  # 2026-02-04
 CFG = RiskConfig.default()
+
+
+def run(argv: list[str]) -> int:
+    """The command line. Imported when called: importing ``salesprocess.cli.main`` at collection
+    would shadow the ``salesprocess.cli.main`` function other test modules import."""
+    from salesprocess.cli.main import run as _run
+
+    return _run(argv)
 
 
 def day(n: int) -> date:

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from _risk_fixtures import MINI, REPS, TEAMS, at, company, dataset, make
 from salesprocess.app import SalesProcess
-from salesprocess.cli.main import run
 from salesprocess.errors import DefinitionError, DomainError
 from salesprocess.money import Rate
 from salesprocess.scoring import (
@@ -44,6 +43,14 @@ name = "competitor"
 points = -8
 when = { has_competitor = true }
 """
+
+
+def run(argv: list[str]) -> int:
+    """The command line. Imported when called: importing ``salesprocess.cli.main`` at collection
+    would shadow the ``salesprocess.cli.main`` function other test modules import."""
+    from salesprocess.cli.main import run as _run
+
+    return _run(argv)
 
 
 def test_rule_points_add_up_and_name_each_rule() -> None:
