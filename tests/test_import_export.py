@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from salesprocess import SalesProcess
-from salesprocess.cli.main import run as cli
 from salesprocess.errors import ImportDataError
 from salesprocess.generate import generate_company, write_company
 from salesprocess.model import (
@@ -85,6 +84,14 @@ GTXPro = "GTX Pro"
 [values.amount]
 "0" = ""
 """
+
+
+def cli(argv: list[str]) -> int:
+    """The command line. Imported when called: importing ``salesprocess.cli.main`` at collection
+    would shadow the ``salesprocess.cli.main`` function other test modules import."""
+    from salesprocess.cli.main import run
+
+    return run(argv)
 
 
 def write(tmp: Path, name: str, text: str) -> Path:
