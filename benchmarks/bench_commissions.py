@@ -181,16 +181,16 @@ def main() -> None:
     inputs = CommissionInputs(splits=splits, refunds=refunds, quotas=quotas)
 
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     events = 0
     for d in deals(n, args.reps, args.seed):
         events += d.version
-    t_gen = time.perf_counter() - t0
+    t_gen, c_gen = time.perf_counter() - t0, time.process_time() - c0
 
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run = compute_statements(plan, deals(n, args.reps, args.seed), "2026-Q2", inputs=inputs, reps=reps)
-    t_all = time.perf_counter() - t0
+    t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
     credits = len(run.book.credits)
     lines = sum(len(s.lines) for s in run.statements)
     for s in run.statements:
@@ -199,10 +199,18 @@ def main() -> None:
           f"refunds: {len(refunds):,}")
     print(f"credits: {credits:,}  statements: {len(run.statements):,}  lines: {lines:,}  "
           f"total paid: {run.total}")
-    print(f"generate deals only:                {t_gen:8.2f} s")
-    print(f"generate + credit + statements:     {t_all:8.2f} s")
-    print(f"credit + statements (difference):   {t_all - t_gen:8.2f} s")
+    print("                                    wall (s)   CPU (s)")
+    print(f"generate deals only:                {t_gen:8.2f}  {c_gen:8.2f}")
+    print(f"generate + credit + statements:     {t_all:8.2f}  {c_all:8.2f}")
+    print(f"credit + statements (difference):   {t_all - t_gen:8.2f}  {c_all - c_gen:8.2f}")
     print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
+    # the machine's speed at the time, to compare runs on busy or slow machines: this loop takes
+    # about 0.45 s of CPU on an idle 2020s desktop
+    c0 = time.process_time()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    print(f"calibration (10M-step Python loop): {time.process_time() - c0:.2f} s CPU")
 
 
 if __name__ == "__main__":

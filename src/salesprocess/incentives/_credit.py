@@ -142,7 +142,7 @@ class CreditBook:
 class _DealCtx:
     """Per-deal state while its events are credited."""
 
-    __slots__ = ("awarded", "net", "positives", "products", "rules", "spif_awards")
+    __slots__ = ("awarded", "currency", "net", "positives", "products", "rules", "spif_awards")
 
     def __init__(self) -> None:
         self.positives: list[int] = []  # indices of positive credits (all holders)
@@ -151,6 +151,7 @@ class _DealCtx:
         self.awarded: dict[str, list[int]] = {}  # spif name -> award indices standing
         self.products: tuple[str, ...] = ()
         self.spif_awards: list[int] = []
+        self.currency: str | None = None  # of the credited events
 
 
 class _Crediter:
@@ -228,12 +229,13 @@ class _Crediter:
             self.churn_accounts.setdefault(c.account_id, []).append(c)
         self.deals_seen: set[str] = set()
         self._reduced: dict[int, Decimal] = {}  # positive credit -> share taken back so far
+        self._days: dict[date, date] = {}
         self._last_at: datetime | None = None
         self._last_day = date.min
         self.roles: dict[str, str | None] = {k: getattr(r, "role", None) for k, r in reps.items()}
         self.booking = plan.basis is CreditBasis.BOOKING
         self.any_spifs = any(v.spifs for v in plan.versions)
-        self._admit: dict[tuple[int, str], bool] = {}
+        self._admit: dict[int, dict[str, bool]] = {}
         self._rules: dict[tuple[int, tuple[str, ...]], int] = {}
         self._segmented = {v.version: any(r.segment for r in v.rates.rules) for v in plan.versions}
 
@@ -242,6 +244,7 @@ class _Crediter:
         if at is self._last_at:
             return self._last_day
         d = at.date() if self.utc and at.utcoffset() == timedelta(0) else at.astimezone(self.tz).date()
+        d = self._days.setdefault(d, d)  # one date object per day, shared by its credits
         self._last_at = at
         self._last_day = d
         return d
@@ -264,11 +267,12 @@ class _Crediter:
         return self.roles.get(rep_id)
 
     def admits(self, version: PlanVersion, rep_id: str) -> bool:
-        k = (version.version, rep_id)
-        ok = self._admit.get(k)
+        cache = self._admit.get(version.version)
+        if cache is None:
+            cache = self._admit[version.version] = {}
+        ok = cache.get(rep_id)
         if ok is None:
-            ok = version.eligibility.admits(rep_id, self.roles.get(rep_id))
-            self._admit[k] = ok
+            ok = cache[rep_id] = version.eligibility.admits(rep_id, self.roles.get(rep_id))
         return ok
 
     def to_minor(self, m: Money, day: date, version: PlanVersion, deal_id: str,
@@ -388,7 +392,8 @@ class _Crediter:
         has_inputs = not booking or did in self.refunds or (
             bool(self.churn_accounts) and deal.account_id in self.churn_accounts)
         actions: list[tuple[Any, ...]] = []
-        act = actions.append if has_inputs else self._now(deal, ctx)
+        act = actions.append
+        direct = not has_inputs
         owners: list[tuple[datetime, str | None]] = []
         won_at_owner: list[tuple[datetime, str | None]] = []
         won_owner: str | None = None
@@ -407,16 +412,25 @@ class _Crediter:
                 if status is _WON:
                     won_owner = owner
                     if booking:
-                        act((e.at, 0, i, _CREDIT, "booking", amount, won_owner, None))
+                        if direct:
+                            self._credit(deal, ctx, e.at, i, "booking", amount, won_owner, None)
+                        else:
+                            act((e.at, 0, i, _CREDIT, "booking", amount, won_owner, None))
                     else:
                         won_at_owner.append((e.at, owner))
                     if spifs:
-                        act((e.at, 0, i, _SPIF, amount, won_owner))
+                        if direct:
+                            self._spif(deal, ctx, e.at, i, amount, won_owner)
+                        else:
+                            act((e.at, 0, i, _SPIF, amount, won_owner))
             elif t is AmountChanged:
                 old, amount = amount, e.new
                 if status is _WON and booking:
                     for x in self._amount_change(e.at, i, old, amount, won_owner):
-                        act(x)
+                        if direct:
+                            self._now(deal, ctx)(x)
+                        else:
+                            act(x)
             elif t is OwnerChanged:
                 owner = e.new
                 if not booking:
@@ -426,13 +440,22 @@ class _Crediter:
                 if new is _WON and status is not _WON:
                     won_owner = owner
                     if booking:
-                        act((e.at, 0, i, _CREDIT, "booking", amount, won_owner, None))
+                        if direct:
+                            self._credit(deal, ctx, e.at, i, "booking", amount, won_owner, None)
+                        else:
+                            act((e.at, 0, i, _CREDIT, "booking", amount, won_owner, None))
                     else:
                         won_at_owner.append((e.at, owner))
                     if spifs:
-                        act((e.at, 0, i, _SPIF, amount, won_owner))
+                        if direct:
+                            self._spif(deal, ctx, e.at, i, amount, won_owner)
+                        else:
+                            act((e.at, 0, i, _SPIF, amount, won_owner))
                 elif status is _WON and new is not _WON:
-                    act((e.at, 0, i, _REDUCE, "reversal", None))
+                    if direct:
+                        self._reduce(deal, ctx, e.at, i, "reversal", None)
+                    else:
+                        act((e.at, 0, i, _REDUCE, "reversal", None))
                 status = new
         if not has_inputs:
             return
@@ -495,8 +518,9 @@ class _Crediter:
             self.book.problems.append(Problem(f"deals[{deal.id}]", "no_amount",
                                               f"{_where(deal, kind, ev)}: won without an amount"))
             return
-        day = self.day(at)
-        version = self._vcache.get(day) if day in self._vcache else self.version(day)
+        day = self._last_day if at is self._last_at else self.day(at)
+        vc = self._vcache
+        version = vc[day] if day in vc else self.version(day)
         if version is None:
             return
         if amount.currency == self.currency:
@@ -512,8 +536,12 @@ class _Crediter:
             if conv is None:
                 return
             minor, fx = conv
-        holders = self.holders(deal, owner, minor, day, version)
-        if holders is None:
+        did = deal.id
+        cr = version.crediting
+        fast = (owner is not None and cr.direct and not cr.overrides and did not in self.revenue
+                and did not in self.overlay)
+        holders = None if fast else self.holders(deal, owner, minor, day, version)
+        if holders is None and not fast:
             return
         if version.rates.rules:
             products = (product,) if product else ctx.products
@@ -525,16 +553,27 @@ class _Crediter:
         else:
             rule = -1
         credits = self.book.credits
-        add = credits.append
-        make = Credit._make
-        admits = self.admits
-        for rep, role, part, share, counts, via in holders:
-            if not admits(version, rep):
-                continue
-            ctx.positives.append(len(credits))
-            add(make((rep, deal.id, role, kind, ev, at, day, part, version.version, rule, counts,
-                      share, amount, fx, via, -1, None, None)))
+        src = None if fx is None else amount
+        if fast:
+            # the common case: the owner alone
+            assert owner is not None
+            if self.admits(version, owner):
+                ctx.positives.append(len(credits))
+                credits.append(_mkcredit((owner, did, "owner", kind, ev, at, day, minor, version.version, rule,
+                                          True, None, src, fx, None, -1, None, None)))
+        else:
+            assert holders is not None
+            add = credits.append
+            admits = self.admits
+            for rep, role, part, share, counts, via in holders:
+                if not admits(version, rep):
+                    continue
+                ctx.positives.append(len(credits))
+                add(_mkcredit((rep, did, role, kind, ev, at, day, part, version.version, rule, counts,
+                               share, src, fx, via, -1, None, None)))
         ctx.net += amount.amount
+        if ctx.currency is None:
+            ctx.currency = amount.currency
 
     def _reduce(self, deal: Deal, ctx: _DealCtx, at: datetime, ev: Any, kind: str,
                 amount: Money | None) -> None:
@@ -615,10 +654,8 @@ class _Crediter:
                     del ctx.awarded[name]
 
     def _deal_currency(self, deal: Deal, ctx: _DealCtx) -> str | None:
-        for idx in ctx.positives:
-            src = self.book.credits[idx].source
-            if src is not None:
-                return src.currency
+        if ctx.currency is not None:
+            return ctx.currency
         return deal.amount.currency if deal.amount is not None else None
 
     def _spif(self, deal: Deal, ctx: _DealCtx, at: datetime, ev: Any, amount: Money | None,
@@ -671,6 +708,7 @@ class _Crediter:
 
 
 
+_mkcredit = Credit._make
 _CREDIT = "credit"
 _REDUCE = "reduce"
 _SPIF = "spif"

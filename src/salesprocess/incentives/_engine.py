@@ -35,7 +35,7 @@ import attrs
 from ..errors import Problem
 from ..money import _CTX, Money
 from ..periods import Period
-from ._credit import WINDOWED, CreditBook, SpifAward
+from ._credit import WINDOWED, Credit, CreditBook, SpifAward
 from ._inputs import Adjustment, CommissionInputs, Quota
 from ._plan import Plan, PlanVersion, TierBasis, TierMode
 from ._statement import LineKind, Statement, StatementLine
@@ -45,6 +45,12 @@ __all__ = ["CommissionRun"]
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _mkline = StatementLine._make
+_COMMISSION = LineKind.COMMISSION
+_TRUE_UP = LineKind.TRUE_UP
+# positions of Credit fields, for the hot loops
+_F = {name: i for i, name in enumerate(Credit._fields)}
+_DAY, _AT, _DEAL, _OF, _KIND, _VERSION = _F["day"], _F["at"], _F["deal_id"], _F["of"], _F["kind"], _F["version"]
+_AMOUNT, _RULE, _COUNTS, _FRACTION, _PRIOR = _F["amount"], _F["rule"], _F["counts"], _F["fraction"], _F["prior"]
 
 
 def _round(v: Decimal, mode: str) -> int:
@@ -191,6 +197,7 @@ class _Engine:
                 f"{period.label} is not made of whole {plan.settlement.value} settlement periods"))
         self.settlements = sps
         self.starts = [s.start.toordinal() for s in sps]
+        self._si: dict[date, int | None] = {}
         self.requested = {i for i, s in enumerate(sps) if s.start >= period.start and s.end <= period.end}
         aps: list[Period] = []
         self.ap_of: list[int] = []
@@ -221,9 +228,15 @@ class _Engine:
         self._bands: dict[tuple[int, int | None], _Bands] = {}
 
     def sindex(self, day: date) -> int | None:
-        i = bisect.bisect_right(self.starts, day.toordinal()) - 1
-        if i < 0 or day >= self.settlements[-1].end:
-            return None
+        """The index of the settlement period holding ``day`` (``None`` outside the horizon)."""
+        try:
+            return self._si[day]
+        except KeyError:
+            pass
+        i: int | None = bisect.bisect_right(self.starts, day.toordinal()) - 1
+        if i is not None and (i < 0 or day >= self.settlements[-1].end):
+            i = None
+        self._si[day] = i
         return i
 
     def bands(self, v: PlanVersion, quota: int | None) -> _Bands:
@@ -252,13 +265,15 @@ class _Engine:
         credits = self.book.credits
         nsp = len(self.settlements)
         buckets: list[list[int]] = [[] for _ in range(nsp)]
+        sindex = self.sindex
         for i in idxs:
-            si = self.sindex(credits[i].day)
+            si = sindex(credits[i][_DAY])
             if si is not None:
                 buckets[si].append(i)
         for b in buckets:
             if len(b) > 1:
-                b.sort(key=lambda i: (credits[i].at, credits[i].deal_id, i))
+                keys = {i: (credits[i][_AT], credits[i][_DEAL], i) for i in b}
+                b.sort(key=keys.__getitem__)
         award_b: list[list[SpifAward]] = [[] for _ in range(nsp)]
         for a in awards:
             si = self.sindex(a.day)
@@ -324,35 +339,37 @@ class _Engine:
                 earn = 0
                 if bands is not None and v is not None and items:
                     pieces, position, cum_total = self._rate(items, bands, v, same, origins, final_paid, paid)
-                    for j, i in enumerate(items):
+                    add = lines.append
+                    # earlier credits of the attainment period: what changed (true-ups)
+                    for j in range(new_start):
                         pcs = pieces[j]
-                        c = credits[i]
-                        if j >= new_start:
-                            kind = LineKind.COMMISSION if c.of < 0 else (
-                                LineKind.CLAWBACK if c.kind in WINDOWED else LineKind.REVERSAL)
-                            for label, base, rate, value in pcs:
-                                earn += value
+                        old = prev[j]
+                        if old == pcs:
+                            continue
+                        c = credits[items[j]]
+                        ver = c[_VERSION]
+                        olds = {p[0]: p[3] for p in old}
+                        for label, base, rate, value in pcs:
+                            d = value - olds.pop(label, 0)
+                            if d:
+                                earn += d
                                 if want:
-                                    lines.append(_mkline((kind, value, cur, label, c.version, c,
-                                                          base, rate, "", None)))
-                        else:
-                            old = prev[j]
-                            if old == pcs:
-                                continue
-                            olds = {p[0]: p[3] for p in old}
-                            for label, base, rate, value in pcs:
-                                d = value - olds.pop(label, 0)
-                                if d:
-                                    earn += d
-                                    if want:
-                                        lines.append(_mkline((LineKind.TRUE_UP, d, cur, label, c.version, c,
-                                                              base, rate, "", None)))
-                            for label, val in olds.items():
-                                if val:
-                                    earn -= val
-                                    if want:
-                                        lines.append(_mkline((LineKind.TRUE_UP, -val, cur, label, c.version, c,
-                                                              _ZERO, _ZERO, "", None)))
+                                    add(_mkline((_TRUE_UP, d, cur, label, ver, c, base, rate, "", None)))
+                        for label, val in olds.items():
+                            if val:
+                                earn -= val
+                                if want:
+                                    add(_mkline((_TRUE_UP, -val, cur, label, ver, c, _ZERO, _ZERO, "", None)))
+                    # credits of this settlement period
+                    for j in range(new_start, len(items)):
+                        c = credits[items[j]]
+                        kind = _COMMISSION if c[_OF] < 0 else (
+                            LineKind.CLAWBACK if c[_KIND] in WINDOWED else LineKind.REVERSAL)
+                        ver = c[_VERSION]
+                        for label, base, rate, value in pieces[j]:
+                            earn += value
+                            if want:
+                                add(_mkline((kind, value, cur, label, ver, c, base, rate, "", None)))
                     prev = pieces
                 # the payout cap (cumulative over the attainment period)
                 withheld = 0
@@ -493,8 +510,8 @@ class _Engine:
         final = 0
         for i in items:
             c = credits[i]
-            if c.counts and (c.of < 0 or i in same):
-                final += c.amount
+            if c[_COUNTS] and (c[_OF] < 0 or i in same):
+                final += c[_AMOUNT]
         retro_band = bands.reached(final) if bands.retro else None
         cap = bands.cap
         los = bands.los
@@ -507,39 +524,42 @@ class _Engine:
         pos = 0
         for i in items:
             c = credits[i]
-            a = c.amount
-            if c.of >= 0:
+            a = c[_AMOUNT]
+            of = c[_OF]
+            counts = c[_COUNTS]
+            if of >= 0:
                 if i in same:
-                    if c.counts:
+                    if counts:
                         pos += a
-                    base = paid.get(c.of, 0)
+                    base = paid.get(of, 0)
                     counted = True
                 else:
-                    base = final_paid.get(c.of, 0)
+                    base = final_paid.get(of, 0)
                     counted = False
-                fr = c.fraction
-                pr = c.prior
+                fr = c[_FRACTION]
+                pr = c[_PRIOR]
                 assert fr is not None
                 assert pr is not None
                 val = _round(mul(pr, base), mode) - _round(mul(fr, base), mode)
                 share = fr - pr
-                label = ("clawback:" if c.kind in WINDOWED else "reversal:") + _pct(share)
+                label = ("clawback:" if c[_KIND] in WINDOWED else "reversal:") + _pct(share)
                 append(((label, base, -share, val),))
                 if counted:
                     total += val
                 continue
-            rule = rules[c.rule] if c.rule >= 0 else None
+            ri = c[_RULE]
+            rule = rules[ri] if ri >= 0 else None
             if single is not None and rule is None:
                 # one band and no rule: the common flat case
                 val = _round(mul(single.rate, a), mode)
                 pcs: tuple[tuple[str, Any, Decimal, int], ...] = ((single.label, a, single.rate, val),)
-                if c.counts:
+                if counts:
                     pos += a
             elif rule is not None and rule.rate is not None:
                 pcs = ((f"rule:{rule.name}", a, rule.rate, _round(mul(rule.rate, a), mode)),)
-                if c.counts:
+                if counts:
                     pos += a
-            elif not c.counts:
+            elif not counts:
                 b = retro_band if retro_band is not None else bands.at(pos)
                 pcs = ((b.label, a, b.rate, _round(mul(b.rate, a), mode)),)
             else:
