@@ -887,7 +887,7 @@ class HubSpotHarness:
             raise ValueError("mode is 'transport' or 'http'")
         self.mode = mode
         self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"rate_limit": None, "search_rate_limit": None, "timeout_delay": 0.6}
+        opts: dict[str, Any] = {"rate_limit": None, "search_rate_limit": None, "timeout_delay": 1.5}
         if self.clock is not None:
             opts["monotonic"] = self.clock.now
         opts.update(fake_options)
@@ -920,7 +920,7 @@ class HubSpotHarness:
             base_url=self.base_url, token=token or self.token,
             refresh_token=None if token else "fake-refresh-token", client_id="fake-client-id",
             client_secret="fake-client-secret", page_size=page_size or 100,
-            rate_limit=rl, search_rate_limit=None, timeout=0.3 if self.mode == "http" else 5.0,
+            rate_limit=rl, search_rate_limit=None, timeout=0.8 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=11, **kw,
         )
         self._adapters.append(a)

@@ -765,7 +765,7 @@ class SalesforceHarness:
             raise ValueError("mode is 'transport' or 'http'")
         self.mode = mode
         self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"timeout_delay": 0.6, "min_batch_size": 1}
+        opts: dict[str, Any] = {"timeout_delay": 1.5, "min_batch_size": 1}
         if self.clock is not None:
             opts["monotonic"] = self.clock.now
         opts.update(fake_options)
@@ -797,7 +797,7 @@ class SalesforceHarness:
             base_url=self.base_url, token=token or self.token,
             refresh_token=None if token else "5Aep-fake-refresh", client_id="fake-consumer-key",
             client_secret="fake-consumer-secret", page_size=page_size or 2000, rate_limit=rl,
-            timeout=0.3 if self.mode == "http" else 5.0,
+            timeout=0.8 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=13, **kw,
         )
         self._adapters.append(a)
