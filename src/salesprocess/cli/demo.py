@@ -23,6 +23,7 @@ DEFAULT_DB = "salesprocess-demo.sqlite"
 DEFAULT_DEALS = 3000
 DEFAULT_START = date(2024, 12, 1)
 DEFAULT_MONTHS = 24
+DEFAULT_REVIEW = "salesprocess-review.html"
 
 
 def register(sub: Any) -> None:
@@ -41,6 +42,11 @@ def register(sub: Any) -> None:
     p.add_argument("--country", default=None, help="business-day calendar for SLAs, e.g. CN or US")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--review-out", dest="review_out", metavar="PATH",
+                   help="where to write the weekly review of the latest complete week "
+                   f"(default {DEFAULT_REVIEW} next to the database)")
+    p.add_argument("--no-review", dest="no_review", action="store_true",
+                   help="do not write the weekly review")
     p.set_defaults(func=run)
 
 
@@ -90,11 +96,76 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     summary["store"] = {"db": args.db, "action": action, **meta}
+    if not args.no_review:
+        summary["review"] = _review(sp, args, instant(meta["asof"]))
     if args.format == "json":
         print(json.dumps(jsonable(summary), ensure_ascii=False, indent=2))
     else:
         print_summary(summary)
+        if "review" in summary:
+            rv = summary["review"]
+            print(f"\nWeekly review of {rv['week']}: {rv['path']}")
     return 0
+
+
+def _review(sp: SalesProcess, args: argparse.Namespace, asof: datetime) -> dict[str, Any]:
+    """Write the weekly review of the latest week complete at ``asof``; the demo company gets
+    won-revenue goals for the review's quarter first (when it has none) so attainment shows."""
+    from ..kpi import Dataset
+    from ..report import write_review
+    from ..review import review_week, weekly_review
+
+    week = review_week(asof)
+    if args.review_out:
+        out = Path(args.review_out)
+    elif "://" in args.db:
+        out = Path(DEFAULT_REVIEW)
+    else:
+        out = Path(args.db).parent / DEFAULT_REVIEW
+    store = sp.open_store(args.db)
+    try:
+        _demo_goals(store, Period.containing(week.last_day, "quarter"), asof)
+        review = weekly_review(store, week, app=sp, data=Dataset.from_store(store))
+    finally:
+        store.close()
+    path = write_review(review, out, format="html", lang="zh")
+    return {"week": week.label, "path": str(path)}
+
+
+def _demo_goals(store: Any, quarter: Period, asof: datetime) -> bool:
+    """Won-revenue goals for ``quarter`` unless the store has some: the company's is the previous
+    quarter's bookings plus 10 % (rounded up to thousands), split over the teams by their previous
+    quarter and over each team's account executives by ramp-up. Returns whether it wrote any."""
+    from decimal import ROUND_CEILING
+
+    from ..goals import Goal, GoalScope, load_goals, save_goal, split_members, split_scopes
+    from ..kpi import compute
+
+    if any(g.period == quarter for g in load_goals(store)):
+        return False
+    table = compute(store, ["won_revenue"], by=["team"], window=quarter.previous(), asof=asof)
+    by_team = {r.key["team"]: r.values["won_revenue"] for r in table.rows
+               if r.key["team"] is not None and isinstance(r.values["won_revenue"], Money)}
+    if not by_team:
+        return False
+    currency = next(iter(by_team.values())).currency
+    total = sum_money(by_team.values(), currency)
+    target = (total.amount * Decimal("1.1") / 1000).to_integral_value(ROUND_CEILING) * 1000
+    if target <= 0:
+        return False
+    company = Goal(f"demo-{quarter.label}", "won_revenue", GoalScope("company"), Money(target, currency),
+                   quarter, name="Won revenue")
+    teams = sorted(by_team)
+    team_goals = split_scopes(company, [GoalScope("team", t) for t in teams],
+                              [by_team[t].amount + 1 for t in teams])
+    rep_goals = []
+    reps = list(store.all(Rep))
+    for g in team_goals:
+        members = [r for r in reps if r.team_id == g.scope.id and r.role == "ae" and r.active]
+        if members:
+            rep_goals += split_members(g, members, method="ramp")
+    save_goal(store, company, *team_goals, *rep_goals)
+    return True
 
 
 def summarise(sp: SalesProcess, store: Any, asof: datetime, calendar: BusinessCalendar) -> dict[str, Any]:

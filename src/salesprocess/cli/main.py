@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "feedback_cmd",
     "competitors_cmd",
     "segments_cmd",
+    "review_cmd",
 )
 
 
