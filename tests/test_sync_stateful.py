@@ -94,6 +94,10 @@ class SyncMachine(RuleBasedStateMachine):
             return None if r["amount"] is None else Decimal(str(r["amount"]))
         return r[field]
 
+    def _money(self, amount: Decimal | None) -> Money | None:
+        """A local amount (a CRM that keeps no empty amount overrides this: zero is none there)."""
+        return None if amount is None else Money(amount, "USD")
+
     @staticmethod
     def _local_value(d: Deal, field: str) -> Any:
         if field == "amount":
@@ -138,7 +142,7 @@ class SyncMachine(RuleBasedStateMachine):
         proc = self.engine.process(self._pm().process)
         self.n_local += 1
         d = proc.open_deal(f"L{self.n_local}", at=self._now(), actor="rep", name=name,
-                           amount=None if amount is None else Money(amount, "USD"), close_date=close)
+                           amount=self._money(amount), close_date=close)
         self.engine.outbox.save_deal(d, expected_version=None)
 
     @precondition(lambda self: self.store.count_deals() > 0)
@@ -157,7 +161,7 @@ class SyncMachine(RuleBasedStateMachine):
             new = d.with_details(name=data.draw(names, label="name"), at=at, actor="rep")
         elif field == "amount":
             a = data.draw(amounts, label="amount")
-            new = d.with_amount(None if a is None else Money(a, "USD"), at=at, actor="rep")
+            new = d.with_amount(self._money(a), at=at, actor="rep")
         else:
             new = d.with_close_date(data.draw(close_dates, label="close"), at=at, actor="rep")
         if new is d:
@@ -180,7 +184,7 @@ class SyncMachine(RuleBasedStateMachine):
         if field == "name":
             new = d.with_details(name=local_value, at=at, actor="rep")
         elif field == "amount":
-            new = d.with_amount(None if local_value is None else Money(local_value, "USD"), at=at, actor="rep")
+            new = d.with_amount(self._money(local_value), at=at, actor="rep")
         else:
             new = d.with_close_date(local_value, at=at, actor="rep")
         if new is not d:

@@ -14,6 +14,8 @@ FIRST_PARTY: tuple[str, ...] = (
     "salesprocess_adapters.salesforce",
     "salesprocess_adapters.zoho",
     "salesprocess_adapters.fxiaoke",
+    "salesprocess_adapters.pipedrive",
+    "salesprocess_adapters.odoo",
     "salesprocess_adapters.smtp",
     "salesprocess_adapters.webhook",
 )

@@ -13,6 +13,8 @@ from __future__ import annotations
 from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, FakeServer, RateWindow
 from .fxiaoke import FxiaokeFake, FxiaokeHarness
 from .hubspot import HubSpotFake, HubSpotHarness
+from .odoo import OdooFake, OdooHarness
+from .pipedrive import PipedriveFake, PipedriveHarness
 from .salesforce import SalesforceFake, SalesforceHarness
 from .zoho import ZohoFake, ZohoHarness
 
@@ -26,6 +28,10 @@ __all__ = [
     "FxiaokeHarness",
     "HubSpotFake",
     "HubSpotHarness",
+    "OdooFake",
+    "OdooHarness",
+    "PipedriveFake",
+    "PipedriveHarness",
     "RateWindow",
     "SalesforceFake",
     "SalesforceHarness",
