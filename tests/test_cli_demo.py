@@ -25,7 +25,8 @@ def test_demo_summary_matches_the_store_and_is_reused(tmp_path: Path, capsys: py
     assert rc == 0, err
     assert "generating deals" in err  # progress is shown while it works
     first = json.loads(out)
-    assert first["store"]["action"] == "created" and first["store"]["deals"] == 120
+    assert first["store"]["action"] == "created"
+    assert first["store"]["deals"] == 120
 
     store = SalesProcess().open_store(str(db))
     try:
@@ -39,7 +40,8 @@ def test_demo_summary_matches_the_store_and_is_reused(tmp_path: Path, capsys: py
     assert {r["stage"]: r["deals"] for r in first["deals_by_stage"]} == by_stage
     won = [d for d in deals if d.status is DealStatus.WON]
     lost = [d for d in deals if d.status is DealStatus.LOST]
-    assert first["deals_won"] == len(won) and first["deals_lost"] == len(lost)
+    assert first["deals_won"] == len(won)
+    assert first["deals_lost"] == len(lost)
     assert Decimal(first["won_value"]) == sum((d.amount.amount for d in won if d.amount), Decimal(0))
     open_value = sum((d.amount.amount for d in deals if d.is_open and d.amount), Decimal(0))
     assert Decimal(first["open_pipeline_value"]) == open_value
@@ -76,4 +78,44 @@ def test_demo_table_output_and_refusals(tmp_path: Path, capsys: pytest.CaptureFi
         assert heading in out
     assert "潜在客户识别" in out  # Chinese stage names of the shipped B2B process
     rc, _, err = _run(capsys, "demo", "--db", str(db), "--fresh")
-    assert rc == 2 and "--fresh" in err
+    assert rc == 2
+    assert "--fresh" in err
+
+
+def test_demo_writes_the_weekly_review_of_the_latest_week(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from salesprocess.codec import instant
+    from salesprocess.goals import load_goals
+    from salesprocess.review import review_week
+
+    db = tmp_path / "r.sqlite"
+    rc, out, _ = _run(capsys, "demo", "--db", str(db), "--deals", "150", "--months", "6", "--quiet",
+                      "--format", "json")
+    assert rc == 0
+    data = json.loads(out)
+    path = Path(data["review"]["path"])
+    assert path == tmp_path / "salesprocess-review.html"  # next to the database
+    assert data["review"]["week"] == review_week(instant(data["store"]["asof"])).label
+    html = path.read_text(encoding="utf-8")
+    for section in ("summary", "goals", "pipeline", "funnel", "forecast", "risk", "contests", "feedback", "actions"):
+        assert f'<section id="{section}"' in html
+    assert 'id="chart-attainment-fig"' in html  # the demo company got goals for the quarter
+    store = SalesProcess().open_store(str(db))
+    try:
+        goals = len(load_goals(store))
+    finally:
+        store.close()
+    assert goals > 3
+
+    rc, out, _ = _run(capsys, "demo", "--db", str(db), "--quiet", "--review-out", str(tmp_path / "w.html"))
+    assert rc == 0
+    assert str(tmp_path / "w.html") in out
+    assert (tmp_path / "w.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    store = SalesProcess().open_store(str(db))
+    try:
+        assert len(load_goals(store)) == goals  # goals are set once
+    finally:
+        store.close()
+
+    rc, out, _ = _run(capsys, "demo", "--db", str(db), "--quiet", "--no-review", "--format", "json")
+    assert rc == 0
+    assert "review" not in json.loads(out)

@@ -157,7 +157,7 @@ class ReasonCount:
 
     reason: str
     deals: int
-    amount: Money
+    amount: Money | None
 
 
 @attrs.frozen
@@ -587,7 +587,7 @@ def weekly_review(
     risk, report = _guard(RiskSection, lambda: _risk(ds, end, tz, risk_level, names, app))
     board = _guard(ContestSection, lambda: _contests(ds, wk, end, tz, contests, members, registry))
     fb = _guard(FeedbackSection, lambda: _feedback(store, ds, start, end, tz, teams, members, names))
-    actions = _actions(full.activities, goals, fnl, fc, risk, report, fb, end, members, names)
+    actions = _actions(full.activities, cur, goals, fnl, fc, risk, report, fb, end, members, names)
     return WeeklyReview(
         wk, per, start, end, tz, cur, tuple(teams),
         tuple(names.team(t) for t in teams), len(ds.deals),
@@ -862,7 +862,7 @@ def _pipeline(data: Any, start: datetime, end: datetime, per: Period, tz: tzinfo
     for row in pc.summary():
         amounts = [m for m in row["amount"] if m.currency == cur]
         counts.append(ReasonCount(row["reason"], row["deals"],
-                                  amounts[0] if amounts else Money.zero(cur or "XXX")))
+                                  amounts[0] if amounts else Money.zero(cur) if cur else None))
     changes = []
     for c in pc.changes:
         b, a = c.before, c.after
@@ -1147,7 +1147,7 @@ _PRIORITY = {
 }
 
 
-def _actions(activities: Sequence[Activity], goals: GoalsSection, fnl: FunnelSection, fc: ForecastSection,
+def _actions(activities: Sequence[Activity], cur: str | None, goals: GoalsSection, fnl: FunnelSection, fc: ForecastSection,
              risk: RiskSection, report: Any, fb: FeedbackSection, end: datetime,
              members: set[str] | None, names: _Names) -> list[Action]:
     out: list[Action] = []
@@ -1174,7 +1174,8 @@ def _actions(activities: Sequence[Activity], goals: GoalsSection, fnl: FunnelSec
                 none_next[d.owner_id].append(d)
         for owner, ds in none_next.items():
             ds.sort(key=lambda d: (-(d.amount.amount if d.amount else 0), d.deal_id))
-            total = sum((d.amount for d in ds if d.amount is not None), Money.zero(_cur(ds)))
+            priced = [d.amount for d in ds if d.amount is not None and d.amount.currency == cur]
+            total = sum(priced, Money.zero(cur)) if cur else None
             add(ActionKind.NO_NEXT_STEP, owner, None, names.rep(owner), deals=len(ds),
                 amount=total, top=tuple((d.deal_id, d.name) for d in ds[:3]))
     # Overdue to-dos: planned activities due before the week's end (what
@@ -1208,13 +1209,6 @@ def _actions(activities: Sequence[Activity], goals: GoalsSection, fnl: FunnelSec
 
     out.sort(key=key)
     return out
-
-
-def _cur(ds: Sequence[Any]) -> str:
-    for d in ds:
-        if d.amount is not None:
-            return str(d.amount.currency)
-    return "XXX"
 
 
 def _manager(names: _Names, team_id: str | None) -> str | None:

@@ -99,7 +99,7 @@ class _Doc:
         counts = {c.reason: c for c in r.pipeline.counts}
         for key, reason in (("card.won_week", "won"), ("card.new_week", "new")):
             c = counts.get(reason)
-            if c is not None:
+            if c is not None and c.amount is not None:
                 rows.append([self.L(key), _fmt.money_with_currency(c.amount), self.L("card.deals", n=c.deals)])
         fc = r.forecast
         if fc.ok and fc.closed is not None:

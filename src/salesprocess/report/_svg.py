@@ -28,10 +28,10 @@ def _w(ch: str) -> float:
     if unicodedata.east_asian_width(ch) in "WF":
         return FONT * 1.0
     if ch in "il.,:;|!'’ ":
-        return FONT * 0.34
+        return FONT * 0.36
     if ch.isupper() or ch in "mwMW%":
-        return FONT * 0.78
-    return FONT * 0.62
+        return FONT * 0.82
+    return FONT * 0.66
 
 
 def text_width(s: str) -> float:
@@ -58,7 +58,7 @@ def _t(x: float, y: float, s: str, cls: str = "t", anchor: str = "start", full: 
 
 def _svg(chart_id: str, height: float, title: str, body: Sequence[str]) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height:.0f}" '
+        f'<svg viewBox="0 0 {WIDTH} {height:.0f}" '
         f'role="img" aria-labelledby="{chart_id}-title" class="chart-svg" '
         f'font-size="{FONT}"><title id="{chart_id}-title">{escape(title)}</title>'
         + "".join(body) + "</svg>"
@@ -183,7 +183,7 @@ def waterfall(wf: Any, lang: str) -> str:
             body.append(f'<path d="M{x0 + 5:.1f},{y + 3:.1f} l-4,8 l4,8 M{x0 + 10:.1f},{y + 3:.1f} l-4,8 l4,8" '
                         'class="l-break"/>')
     if lo > 0:
-        body.append(_t(x0, h - 2, f"{label('chart.axis_from', lang)} {_fmt.short_money(_money(lo, wf.start), lang)}",
+        body.append(_t(x0, h - 6, f"{label('chart.axis_from', lang)} {_fmt.short_money(_money(lo, wf.start), lang)}",
                        "t small muted"))
     return _svg("chart-waterfall", h, label("chart.waterfall", lang), body)
 
