@@ -604,3 +604,22 @@ def test_inputs_read_from_json_report_every_bad_record() -> None:
                                                  "amount": 5}],
                                     "bogus": []})
     assert {p.path for p in ei.value.problems} == {"bogus", "payments[0].at", "refunds[0].amount"}
+
+
+def test_the_garbage_collector_is_restored_after_a_run() -> None:
+    import gc
+
+    plan = make_plan(**FLAT)
+    deals = [won("a", "r1", "100", at(2026, 4, 1))]
+    assert gc.isenabled()
+    compute_statements(plan, deals, "2026-04")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        compute_statements(plan, deals, "2026-04")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(IncentiveError):
+        compute_statements(plan, [won("x", "r1", None, at(2026, 4, 1))], "2026-04")
+    assert gc.isenabled()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import gc
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +83,30 @@ def _problem(kind: str, key: str, msg: str) -> Any:
     return Problem(f"{kind}[{key}]", "unknown_deal", msg)
 
 
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a run allocates millions of acyclic records
+    (credits, lines); the outermost of concurrent runs restores the collector as it was."""
+    global _gc_depth, _gc_was_enabled
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def compute_statements(
     plan: Plan,
     data: Any,
@@ -106,9 +133,10 @@ def compute_statements(
     records are left out.
     """
     p = plan.parse_period(period)
-    cr, rs = _crediter(plan, data, inputs, reps, accounts, products)
-    book = _finish(cr)
-    run = compute_run(plan, book, inputs or CommissionInputs(), {r.id: r for r in rs}, p, only)
+    with _gc_paused():
+        cr, rs = _crediter(plan, data, inputs, reps, accounts, products)
+        book = _finish(cr)
+        run = compute_run(plan, book, inputs or CommissionInputs(), {r.id: r for r in rs}, p, only)
     if strict and run.problems:
         raise IncentiveError(run.problems)
     return run

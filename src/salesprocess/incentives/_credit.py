@@ -548,7 +548,8 @@ class _Crediter:
             vkey = version.version if product is None else -version.version - 1
             rule = ctx.rules.get(vkey)
             if rule is None:
-                rule = self.rule_index(version, deal, products)
+                hit = None if self._segmented[version.version] else self._rules.get((version.version, products))
+                rule = hit if hit is not None else self.rule_index(version, deal, products)
                 ctx.rules[vkey] = rule
         else:
             rule = -1
@@ -557,10 +558,14 @@ class _Crediter:
         if fast:
             # the common case: the owner alone
             assert owner is not None
-            if self.admits(version, owner):
+            cache = self._admit.get(version.version)
+            ok = None if cache is None else cache.get(owner)
+            if ok is None:
+                ok = self.admits(version, owner)
+            if ok:
                 ctx.positives.append(len(credits))
-                credits.append(_mkcredit((owner, did, "owner", kind, ev, at, day, minor, version.version, rule,
-                                          True, None, src, fx, None, -1, None, None)))
+                credits.append(_tnew(Credit, (owner, did, "owner", kind, ev, at, day, minor, version.version, rule,
+                                              True, None, src, fx, None, -1, None, None)))
         else:
             assert holders is not None
             add = credits.append
@@ -709,6 +714,7 @@ class _Crediter:
 
 
 _mkcredit = Credit._make
+_tnew = tuple.__new__
 _CREDIT = "credit"
 _REDUCE = "reduce"
 _SPIF = "spif"
