@@ -379,8 +379,8 @@ class FxiaokeAdapter:
                 r = http.request("POST", path, json_body=body, headers=headers, params=params, auth=False,
                                  limiter=self.limiter(path) or False, what=what)
             except AuthError as e:
-                if e.vendor_code is not None and int(e.vendor_code) in self.policy.expired and not refreshed \
-                        and self.can_fetch_token:
+                expired = e.vendor_code in {str(c) for c in self.policy.expired}
+                if expired and not refreshed and self.can_fetch_token:
                     refreshed = True
                     self.refreshes += 1
                     self._fetch_token()
@@ -575,6 +575,9 @@ class FxiaokeAdapter:
                     break
                 offset += self.page_size
             if capped:
+                if repair is not None:  # records slid back meanwhile: go on from the earliest of them
+                    ts, seen = repair, set()
+                    continue
                 if top == ts and top_ids == seen:
                     ts, seen, after = top, set(), ""  # stuck on one instant: drain it by _id
                     continue

@@ -477,6 +477,9 @@ class ZohoAdapter:
                     restart = True
                     break
             if restart:
+                if repair is not None:  # records slid back meanwhile: go on from the earliest of them
+                    ts, seen = repair, set()
+                    continue
                 if top == ts and top_ids == seen:
                     raise AdapterError(f"listing Zoho {module} makes no progress past {_iso(ts)}")
                 ts, seen = top, top_ids

@@ -75,6 +75,7 @@ class _Table:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
         self.index: list[tuple[int, str]] = []
+        self.deleted = 0
 
     def put(self, rec: dict[str, Any], old: int | None) -> None:
         if old is not None:
@@ -497,14 +498,33 @@ class FxiaokeFake(FakeApp):
         if not any(f.get("field_name") == "is_deleted" for f in filters):
             filters.append({"field_name": "is_deleted", "operator": "EQ", "field_values": [False]})
         orders = [(str(o.get("fieldName")), bool(o.get("isAsc", True))) for o in info.get("orders") or []]
+        total_rows: int
         if orders[:1] == [("last_modified_time", True)] and orders[1:] in ([], [("_id", True)]):
-            lo = 0
+            lo, hi = 0, len(table.index)
+            rest = []
             for f in filters:
-                if f["field_name"] == "last_modified_time" and f["operator"] in ("GTE", "GT", "EQ"):
-                    v = int(f["field_values"][0])
-                    lo = max(lo, bisect.bisect_left(table.index, (v, "") if f["operator"] != "GT" else (v, "\uffff")))
-            candidates = (table.rows[rid] for _, rid in table.index[lo:])
-            rows = [r for r in candidates if all(self._match(r, f) for f in filters)]
+                vals = f.get("field_values") or []
+                if f["field_name"] == "last_modified_time" and f["operator"] in ("GTE", "GT", "EQ") and vals:
+                    v = int(vals[0])
+                    if f["operator"] == "GT":
+                        lo = max(lo, bisect.bisect_right(table.index, (v, "\uffff")))
+                    else:
+                        lo = max(lo, bisect.bisect_left(table.index, (v, "")))
+                    if f["operator"] == "EQ":
+                        hi = min(hi, bisect.bisect_right(table.index, (v, "\uffff")))
+                else:
+                    rest.append(f)
+            ids = (rid for _, rid in table.index[lo:max(lo, hi)])
+            if all(f["field_name"] == "is_deleted" and f["operator"] == "EQ" and f.get("field_values") == [False]
+                   for f in rest) and not table.deleted:
+                window = table.index[lo:max(lo, hi)]
+                total_rows = len(window)
+                rows = [table.rows[rid] for _, rid in window[offset:offset + limit]]
+                offset_in_rows = 0
+            else:
+                rows = [r for r in (table.rows[rid] for rid in ids) if all(self._match(r, f) for f in rest)]
+                total_rows = len(rows)
+                offset_in_rows = offset
         else:
             rows = [r for r in table.rows.values() if all(self._match(r, f) for f in filters)]
             for name, asc in reversed(orders or [("last_modified_time", False)]):
@@ -513,12 +533,14 @@ class FxiaokeFake(FakeApp):
                     return (v is None, v if v is not None else "")
 
                 rows.sort(key=key, reverse=not asc)
+            total_rows = len(rows)
+            offset_in_rows = offset
         proj = info.get("fieldProjection") or list(self.fields[str(obj)])
-        chunk = rows[offset:offset + limit]
+        chunk = rows[offset_in_rows:offset_in_rows + limit]
         out = [{f: self._out(r.get(f), f) for f in ("_id", *proj) if f in r} for r in chunk]
         for d in out:
             d["dataObjectApiName"] = obj
-        total = len(rows) if data.get("find_explicit_total_num") else 0
+        total = total_rows if data.get("find_explicit_total_num") else 0
         return self._answer(0, "OK", data={"dataList": out, "total": total, "offset": offset, "limit": limit})
 
     @staticmethod
