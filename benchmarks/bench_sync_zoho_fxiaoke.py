@@ -8,7 +8,8 @@ SQLite file.
 
 - Zoho publishes API credits per rolling 24 hours (the free edition's 5,000 is the allowance
   that binds for this pull: one credit per page of 200 and one per deal's ``Stage_History``).
-  24 hours are scaled down to ``--zoho-window`` seconds (30 s by default), the credits kept.
+  24 hours are scaled down to ``--zoho-window`` seconds (60 s by default: 83 credits a second),
+  the credits kept.
 - Fxiaoke publishes 100 calls per 20 seconds per interface; the query interface carries the
   pull (pages of 100). The limit is used as published (``--fx-limit 100/20s``); a shorter window
   at the same ratio per second (``10/2s``) gives the same rate with finer bursts.
@@ -138,8 +139,8 @@ def main() -> None:
     ap.add_argument("--adapter", choices=("zoho", "fxiaoke", "both"), default="both")
     ap.add_argument("--zoho-credits", type=int, default=ZOHO_PUBLISHED[0],
                     help="Zoho API credits per rolling 24 hours (default 5,000: the free edition)")
-    ap.add_argument("--zoho-window", type=float, default=30.0,
-                    help="seconds standing for Zoho's 24 hours (default 30)")
+    ap.add_argument("--zoho-window", type=float, default=60.0,
+                    help="seconds standing for Zoho's 24 hours (default 60)")
     ap.add_argument("--no-history", action="store_true", help="Zoho: skip each deal's Stage_History")
     ap.add_argument("--fx-limit", default="100/20s", help="Fxiaoke calls per interface (default 100/20s, as published)")
     args = ap.parse_args()
