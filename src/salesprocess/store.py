@@ -191,8 +191,16 @@ def make_filter(filter: DealFilter | None, criteria: Mapping[str, Any]) -> DealF
     return filter or DealFilter()
 
 
+_MISSING = object()
+
+
 class MemoryStore:
-    """A store in memory: for tests and small apps. Thread-safe; transactions roll back on error."""
+    """A store in memory: for tests and small apps. Thread-safe.
+
+    Transactions keep an undo journal of the writes they make, so opening one costs nothing
+    whatever the store holds; an exception rolls back to where the (possibly nested) transaction
+    began, like a savepoint.
+    """
 
     capabilities: frozenset[str] = frozenset({Capability.TRANSACTIONS})
 
@@ -203,7 +211,7 @@ class MemoryStore:
         self._ext: dict[tuple[str, str], str] = {}
         self._entities: dict[str, dict[str, Any]] = {k: {} for k in ENTITY_KIND.values()}
         self._docs: dict[str, dict[str, dict[str, Any]]] = {}
-        self._depth = 0
+        self._journal: list[tuple[dict[Any, Any], Any, Any]] | None = None
 
     def close(self) -> None:
         pass
@@ -214,31 +222,40 @@ class MemoryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # every write goes through these two, which journal the old value inside a transaction
+    def _set(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        if self._journal is not None:
+            self._journal.append((mapping, key, mapping.get(key, _MISSING)))
+        mapping[key] = value
+
+    def _pop(self, mapping: dict[Any, Any], key: Any) -> Any:
+        old = mapping.pop(key, _MISSING)
+        if old is not _MISSING and self._journal is not None:
+            self._journal.append((mapping, key, old))
+        return None if old is _MISSING else old
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            snap = (
-                dict(self._processes),
-                dict(self._deals),
-                dict(self._ext),
-                {k: dict(v) for k, v in self._entities.items()},
-                copy.deepcopy(self._docs),
-            )
-            self._depth = 1
+            outer = self._journal is None
+            if outer:
+                self._journal = []
+            journal = self._journal
+            assert journal is not None
+            mark = len(journal)
             try:
                 yield
             except BaseException:
-                (self._processes, self._deals, self._ext, self._entities, self._docs) = snap
+                while len(journal) > mark:
+                    mapping, key, old = journal.pop()
+                    if old is _MISSING:
+                        mapping.pop(key, None)
+                    else:
+                        mapping[key] = old
                 raise
             finally:
-                self._depth = 0
+                if outer:
+                    self._journal = None
 
     # processes
     def save_process(self, process: Process) -> None:
@@ -249,7 +266,7 @@ class MemoryStore:
                 if have.to_dict() != process.to_dict():
                     raise ConflictError("process", f"{process.key} v{process.version}", process.version, process.version)
                 return
-            self._processes[k] = process
+            self._set(self._processes, k, process)
 
     def get_process(self, key: str, version: int | None = None) -> Process:
         with self._lock:
@@ -280,26 +297,19 @@ class MemoryStore:
                     raise ConflictError("deal external id", f"{src}:{ext}", 0, None)
             if have is not None:
                 for src, ext in have.external_ids.items():
-                    self._ext.pop((src, str(ext)), None)
+                    self._pop(self._ext, (src, str(ext)))
             for src, ext in deal.external_ids.items():
-                self._ext[(src, str(ext))] = deal.id
-            self._deals[deal.id] = deal
+                self._set(self._ext, (src, str(ext)), deal.id)
+            self._set(self._deals, deal.id, deal)
             return deal
 
     def save_deals(self, items: Iterable[tuple[Deal, int | None]]) -> int:
+        """All or nothing, also inside an enclosing transaction (which may carry on)."""
         n = 0
-        with self._lock:
-            # all or nothing, also inside an enclosing transaction (which may carry on)
-            snap = (dict(self._deals), dict(self._ext)) if self._depth else None
-            try:
-                with self.transaction():
-                    for d, v in items:
-                        self.save_deal(d, expected_version=v)
-                        n += 1
-            except BaseException:
-                if snap is not None:
-                    self._deals, self._ext = snap
-                raise
+        with self.transaction():
+            for d, v in items:
+                self.save_deal(d, expected_version=v)
+                n += 1
         return n
 
     def get_deal(self, deal_id: str) -> Deal:
@@ -349,7 +359,7 @@ class MemoryStore:
                 kind = ENTITY_KIND.get(type(it))
                 if kind is None:
                     raise TypeError(f"cannot store {type(it).__name__}; use save_deal for deals")
-                self._entities[kind][it.id] = it
+                self._set(self._entities[kind], it.id, it)
 
     def get(self, cls: type[E], id: str) -> E:
         kind = ENTITY_KIND.get(cls)
@@ -373,13 +383,15 @@ class MemoryStore:
     def delete(self, cls: type[Any], id: str) -> None:
         kind = ENTITY_KIND[cls]
         with self._lock:
-            if self._entities[kind].pop(id, None) is None:
+            if self._pop(self._entities[kind], id) is None:
                 raise NotFoundError(kind, id)
 
     # documents
     def put_document(self, kind: str, key: str, data: Mapping[str, Any]) -> None:
         with self._lock:
-            self._docs.setdefault(kind, {})[key] = copy.deepcopy(dict(data))
+            if kind not in self._docs:
+                self._set(self._docs, kind, {})
+            self._set(self._docs[kind], key, copy.deepcopy(dict(data)))
 
     def get_document(self, kind: str, key: str) -> dict[str, Any] | None:
         d = self._docs.get(kind, {}).get(key)
@@ -393,6 +405,7 @@ class MemoryStore:
 
     def delete_document(self, kind: str, key: str) -> None:
         with self._lock:
-            self._docs.get(kind, {}).pop(key, None)
+            if kind in self._docs:
+                self._pop(self._docs[kind], key)
 
 
