@@ -21,7 +21,8 @@ def test_readme_python_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     # the first print lists both unmet criteria of the first move
-    assert "owner_id" in out[0] and "icp_fit" in out[0]
+    assert "owner_id" in out[0]
+    assert "icp_fit" in out[0]
     assert out[1].startswith("first_contact 10%")
     assert "stage_changed" in out[1]
 
