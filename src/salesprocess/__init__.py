@@ -10,6 +10,7 @@ from __future__ import annotations
 from .app import SalesProcess
 from .errors import (
     AdapterError,
+    BatchConflictError,
     ConflictError,
     CurrencyMismatchError,
     DefinitionError,
@@ -61,7 +62,7 @@ from .process import (
     Transition,
     diff_processes,
 )
-from .store import DealFilter, MemoryStore, Store
+from .store import Capability, DealFilter, MemoryStore, Store
 
 __version__ = "0.1.0"
 
@@ -71,7 +72,9 @@ __all__ = [
     "ActivityKind",
     "ActivityStatus",
     "AdapterError",
+    "BatchConflictError",
     "BusinessCalendar",
+    "Capability",
     "ConflictError",
     "Contact",
     "Criteria",
@@ -106,8 +109,8 @@ __all__ = [
     "ProcessFileError",
     "Product",
     "Rate",
-    "ReplayError",
     "Rep",
+    "ReplayError",
     "SalesProcess",
     "SalesProcessError",
     "SchemaError",
