@@ -847,7 +847,7 @@ def _waterfall(data: Any, start: datetime, end: datetime, per: Period, tz: tzinf
             continue
         parts[part] += amount
         moved.append((part, d.id))
-    m = {k: Money(v, cur) for k, v in parts.items()}
+    m = {k: Money(v, cur).round("ROUND_HALF_EVEN") for k, v in parts.items()}
     return Waterfall(per, m["start"], m["new"], m["reopened"], m["pulled_in"], m["won"], m["lost"],
                      m["slipped"], m["changed"], m["end"], tuple(sorted(moved)))
 

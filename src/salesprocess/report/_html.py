@@ -103,9 +103,12 @@ footer{color:#64748b;font-size:.8rem;padding-bottom:24px}
 header,main,footer{padding:0 8px}.card .v{font-size:1.1rem}}
 @page{size:A4;margin:12mm}
 @media print{body{background:#fff;font-size:10pt}nav.toc{display:none}
+header,main,footer{max-width:none;padding:0}
 .section{border:0;padding:0;margin:0;break-before:page;page-break-before:always}
-#summary{break-before:auto;page-break-before:auto}
-.table-wrap{overflow:visible;border:0}table{font-size:8.5pt}
+#summary{break-before:auto;page-break-before:auto;margin-top:10px}
+.table-wrap{overflow:visible;border:0}table{font-size:7.5pt}
+th,td{white-space:normal;padding:3px 5px}td.w,td.ww{min-width:0}
+.pair{display:block}.np{display:none}
 tr,figure,.card,.risk-item{break-inside:avoid;page-break-inside:avoid}
 a{color:inherit;text-decoration:none}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
@@ -122,14 +125,17 @@ def _cell(v: Any) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Iterable[int] = (),
           cls: str = "", highlight: Iterable[int] = (), table_id: str | None = None,
-          wrap: Iterable[int] = (), wide: Iterable[int] = ()) -> str:
+          wrap: Iterable[int] = (), wide: Iterable[int] = (), noprint: Iterable[int] = ()) -> str:
     """A table in its own horizontally scrolling box. Cells stay on one line except the
-    ``wrap`` columns (names) and ``wide`` columns (sentences)."""
+    ``wrap`` columns (names) and ``wide`` columns (sentences); ``noprint`` columns are left out
+    on paper."""
     classes: dict[int, str] = dict.fromkeys(numeric, "n")
     classes.update(dict.fromkeys(wrap, "w"))
     classes.update(dict.fromkeys(wide, "ww"))
+    for i in noprint:
+        classes[i] = f"{classes[i]} np" if i in classes else "np"
     hl = set(highlight)
-    head = "".join(f'<th{_cls(classes.get(i), "n")}>{_cell(h)}</th>' for i, h in enumerate(headers))
+    head = "".join(f"<th{_cls(_head_cls(classes.get(i)))}>{_cell(h)}</th>" for i, h in enumerate(headers))
     body = []
     for r, row in enumerate(rows):
         tds = "".join(f"<td{_cls(classes.get(i))}>{_cell(v)}</td>" for i, v in enumerate(row))
@@ -140,10 +146,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Ite
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _cls(c: str | None, only: str | None = None) -> str:
-    if c is None or (only is not None and c != only):
-        return ""
-    return f' class="{c}"'
+def _cls(c: str | None) -> str:
+    return "" if not c else f' class="{c}"'
+
+
+def _head_cls(c: str | None) -> str | None:
+    """Headers take the numeric and print classes of their column, not the wrapping ones."""
+    if c is None:
+        return None
+    kept = [x for x in c.split() if x in ("n", "np")]
+    return " ".join(kept) or None
 
 
 def _pair(left: str, right: str) -> str:
@@ -253,7 +265,8 @@ class _Page:
             ])
         heads = ["col.scope", "col.name", "col.metric", "col.target", "col.actual", "col.attainment",
                  "col.expected", "col.gap", "col.projected", "col.status"]
-        out.append(table([self.L(h) for h in heads], rows, numeric=range(3, 9), table_id="goals-table"))
+        out.append(table([self.L(h) for h in heads], rows, numeric=range(3, 9), noprint=[0, 2],
+                         table_id="goals-table"))
         return "".join(out)
 
     # -- pipeline ----------------------------------------------------------------------------------
@@ -369,7 +382,8 @@ class _Page:
                      _fmt.money(x.forecast_commit)] for x in fc.lines]
             heads = ["col.level", "col.name", "col.closed", "col.p10", "col.p50", "col.p90", "col.target",
                      "col.p_target", "col.forecast_commit"]
-            out.append(table([self.L(h) for h in heads], rows, numeric=range(2, 9), table_id="forecast-lines"))
+            out.append(table([self.L(h) for h in heads], rows, numeric=range(2, 9), noprint=[0],
+                             table_id="forecast-lines"))
         out.append(f'<h3>{escape(self.L("forecast.commits"))}</h3>')
         if fc.submissions:
             rows = [[s.scope, s.submitted_by, _fmt.day(s.at, r.tz), _fmt.money(s.commit), _fmt.money(s.best_case),
