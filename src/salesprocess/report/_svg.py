@@ -194,35 +194,36 @@ def waterfall(wf: Any, lang: str) -> str:
 
 
 def funnel(sec: Any, lang: str) -> str:
-    """Bars as wide as the deals that reached each step, centred; the drop-off against history at
-    the right; the bottleneck in red."""
-    label_w, x0, x1 = 90.0, 96.0, 256.0
-    row, top = 30.0, 22.0
+    """Bars as wide as the deals that reached each step, centred under the step's name; the
+    drop-off against history at the right; the bottleneck in red."""
+    x0, x1 = 4.0, 250.0
+    row, top = 42.0, 20.0
     steps = sec.steps
     most = max([s.reached for s in steps] + [1])
     mid = (x0 + x1) / 2
     bn = sec.bottleneck.key if sec.bottleneck is not None else None
-    body = [_t(WIDTH - 2, 14, f"{label('col.drop_off', lang)} / {label('col.history', lang)}",
+    body = [_t(WIDTH - 2, 12, f"{label('col.drop_off', lang)} / {label('col.history', lang)}",
                "t small muted", "end")]
     for i, s in enumerate(steps):
         y = top + i * row
         name = s.stage.display(lang)
         is_bn = s.stage.key == bn
-        body.append(_t(label_w, y + 18, fit(name, label_w - 4), "t b" if is_bn else "t", "end", full=name))
+        shown = name + (f" · {label('chart.bottleneck', lang)}" if is_bn else "")
+        body.append(_t(x0, y + 12, fit(shown, x1 - x0), "t b neg" if is_bn else "t", full=name))
         w = max((x1 - x0) * s.reached / most, 2.0)
-        body.append(f'<rect x="{mid - w / 2:.1f}" y="{y + 5:.1f}" width="{w:.1f}" height="20" '
+        body.append(f'<rect x="{mid - w / 2:.1f}" y="{y + 17:.1f}" width="{w:.1f}" height="18" '
                     f'class="{"c-bottleneck" if is_bn else "c-funnel"}"><title>{escape(name)}: '
                     f"{s.reached}</title></rect>")
         count = _fmt.number(s.reached)
         if w > text_width(count) + 8:
-            body.append(_t(mid, y + 19, count, "t small on-bar", "middle"))
+            body.append(_t(mid, y + 30, count, "t small on-bar", "middle"))
         else:
-            body.append(_t(mid + w / 2 + 4, y + 19, count, "t small"))
+            body.append(_t(mid + w / 2 + 4, y + 30, count, "t small"))
         if s.drop_off is not None:
             hist = _fmt.percent(s.baseline_drop_off) if s.baseline_drop_off is not None else "—"
-            body.append(_t(WIDTH - 2, y + 19, f"{_fmt.percent(s.drop_off)} / {hist}",
+            body.append(_t(WIDTH - 2, y + 30, f"{_fmt.percent(s.drop_off)} / {hist}",
                            "t small b neg" if is_bn else "t small", "end"))
-    h = top + row * len(steps) + 6
+    h = top + row * len(steps) + 4
     return _svg("chart-funnel", h, label("chart.funnel", lang), body)
 
 
