@@ -21,7 +21,15 @@ from hypothesis import strategies as st
 
 from salesprocess import MemoryStore, Money, SalesProcess
 from salesprocess.errors import AdapterError, AuthError, RateLimited
-from salesprocess.sync import ManualClock, ObjectKind, PushItem, RetryPolicy, SyncEngine
+from salesprocess.sync import (
+    ManualClock,
+    ObjectKind,
+    PushItem,
+    RateLimiter,
+    RetryPolicy,
+    SyncEngine,
+)
+from salesprocess_adapters._pacing import paced
 from salesprocess_adapters.fakes import PipedriveFake
 from salesprocess_adapters.fakes.pipedrive import ID_FIELD_KEY
 from salesprocess_adapters.pipedrive import LOST, WON, PipedriveAdapter, parse_pipedrive_time
@@ -429,3 +437,17 @@ def test_time_parsing_reads_both_versions() -> None:
     assert v2 is not None
     assert v2.utcoffset() == timedelta(0)
     assert parse_pipedrive_time(None) is None
+
+
+def test_the_limiter_counts_a_call_from_its_answer() -> None:
+    clock = ManualClock()
+    lim = paced(RateLimiter(2, 1.0, clock=clock.now, sleep=clock.sleep))
+    assert lim is not None
+    lim.acquire()
+    clock.sleep(0.5)  # a slow call: its answer comes at 0.5 s
+    lim.observe(None)
+    lim.acquire()
+    lim.observe(None)
+    lim.acquire()  # the third call waits a window from the first answer, not from its start
+    assert clock.now() >= 0.5 + lim.window
+    assert paced(None) is None

@@ -52,7 +52,7 @@ Push
 Limits
     Odoo publishes no API rate limit; a reverse proxy may answer 429 (retried after
     ``Retry-After``) or 502/503 (retried with backoff). Set ``rate_limit`` to stay under a
-    proxy's limit.
+    proxy's limit; each call counts from when its answer came back.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ from salesprocess.sync.adapter import (
 from salesprocess.sync.timing import RetryPolicy, Secret
 
 from ._http import HttpClient, Response, VendorPolicy, Verdict
+from ._pacing import paced
 
 __all__ = ["LOST", "PIPELINE", "OdooAdapter", "OdooPolicy", "odoo_money", "parse_odoo_time"]
 
@@ -314,6 +315,7 @@ class OdooAdapter:
         common: dict[str, Any] = {"base_url": base_url, "vendor": self.policy, "token": self._key,
                                   "timeout": timeout, "clock": clock, "sleep": sleep, "seed": seed}
         self.http = HttpClient(client=client, transport=transport, retry=retry, rate_limit=rate_limit, **common)
+        self.http.limiter = paced(self.http.limiter)
         self.retry = self.http.retry
         self.http_once = HttpClient(client=self.http._client, retry=RetryPolicy(attempts=1), **common)
         """For creates: a lost answer is looked up, never blindly sent again."""

@@ -38,7 +38,8 @@ Push
 
 Limits
     A client-side limiter keeps to the burst window of the plan (``rate_limit``; by default the
-    lowest plan's: 20 per 2 seconds for an API token, 80 for OAuth) and follows
+    lowest plan's: 20 per 2 seconds for an API token, 80 for OAuth), counting each call from when
+    its answer came back (so a delay on the way cannot crowd Pipedrive's window), and follows
     ``x-ratelimit-remaining``; a 429 is retried after ``x-ratelimit-reset`` (or ``Retry-After``).
     A spent daily token budget (``x-daily-ratelimit-token-remaining: 0``) stops the sync with a
     :class:`~salesprocess.errors.RateLimited` that is not retriable.
@@ -81,6 +82,7 @@ from salesprocess.sync.adapter import (
 from salesprocess.sync.timing import RateLimiter, RetryPolicy, Secret
 
 from ._http import HttpClient, Response, VendorPolicy, Verdict
+from ._pacing import paced
 
 __all__ = ["LOST", "WON", "PipedriveAdapter", "PipedrivePolicy", "parse_pipedrive_time"]
 
@@ -280,6 +282,7 @@ class PipedriveAdapter:
             "timeout": timeout, "clock": clock, "sleep": sleep, "seed": seed,
         }
         self.http = HttpClient(client=client, transport=transport, retry=retry, rate_limit=rate_limit, **common)
+        self.http.limiter = paced(self.http.limiter)
         self.retry = self.http.retry
         shared = self.http._client
         self.http_once = HttpClient(client=shared, retry=RetryPolicy(attempts=1), **common)
