@@ -177,6 +177,8 @@ class PipedrivePolicy(VendorPolicy):
         if r.status == 401:
             return Verdict("refresh", AuthError(msg, vendor_code=code, status=401))
         if r.status in (402, 403) and "text/html" not in r.headers.get("content-type", ""):
+            if code.startswith("feature_capping"):  # a plan limit (e.g. on open deals): refuses the record
+                return Verdict("raise", RemoteValidationError(msg, vendor_code=code, status=r.status))
             return Verdict("raise", AuthError(msg, vendor_code=code, status=r.status))
         if r.status == 429 or r.status == 403:  # a 403 HTML page: Cloudflare after repeated 429s
             if r.headers.get("x-daily-ratelimit-token-remaining") == "0":

@@ -965,7 +965,15 @@ class OdooFake(FakeApp):
         return route.endswith(":crm.lead:search_read")
 
     def page_key(self, req: FakeRequest, route: str) -> str:
-        return route.split(":", 1)[0]
+        """Pages of one kind of listing share a key: the same fields in the same order."""
+        body = self._parse(req)["body"]
+        kw: Any = body
+        if isinstance(body, dict) and isinstance(body.get("params"), dict):
+            args = body["params"].get("args") or []
+            kw = args[6] if len(args) > 6 and isinstance(args[6], dict) else {}
+        if not isinstance(kw, dict):
+            return route
+        return f"{route}|{kw.get('fields')}|{kw.get('order')}"
 
     def has_next(self, resp: FakeResponse) -> bool:
         found = self._more.get(id(resp))
