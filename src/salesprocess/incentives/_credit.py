@@ -132,7 +132,12 @@ class CreditBook:
     def by_rep(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for i, c in enumerate(self.credits):
-            out.setdefault(c.rep_id, []).append(i)
+            rep = c[0]
+            lst = out.get(rep)
+            if lst is None:
+                out[rep] = [i]
+            else:
+                lst.append(i)
         return out
 
 

@@ -266,14 +266,17 @@ class _Engine:
         nsp = len(self.settlements)
         buckets: list[list[int]] = [[] for _ in range(nsp)]
         sindex = self.sindex
+        reds: list[int] = []
         for i in idxs:
-            si = sindex(credits[i][_DAY])
+            c = credits[i]
+            si = sindex(c[_DAY])
             if si is not None:
                 buckets[si].append(i)
-        for b in buckets:
+            if c[_OF] >= 0:
+                reds.append(i)
+        for k, b in enumerate(buckets):
             if len(b) > 1:
-                keys = {i: (credits[i][_AT], credits[i][_DEAL], i) for i in b}
-                b.sort(key=keys.__getitem__)
+                buckets[k] = _in_order(b, credits)
         award_b: list[list[SpifAward]] = [[] for _ in range(nsp)]
         for a in awards:
             si = self.sindex(a.day)
@@ -287,7 +290,7 @@ class _Engine:
         # attainment periods reduce (those need their final commission)
         same: set[int] = set()
         needed: set[int] = set()
-        for i in idxs:
+        for i in reds:
             c = credits[i]
             if c.of >= 0:
                 si_o = self.sindex(credits[c.of].day)
@@ -508,10 +511,11 @@ class _Engine:
         mul = _CTX.multiply
         # the position reached, for retroactive bands
         final = 0
-        for i in items:
-            c = credits[i]
-            if c[_COUNTS] and (c[_OF] < 0 or i in same):
-                final += c[_AMOUNT]
+        if bands.retro:
+            for i in items:
+                c = credits[i]
+                if c[_COUNTS] and (c[_OF] < 0 or i in same):
+                    final += c[_AMOUNT]
         retro_band = bands.reached(final) if bands.retro else None
         cap = bands.cap
         los = bands.los
@@ -612,6 +616,24 @@ class _Engine:
             if i in origins:
                 paid[i] = t
         return out, (final if bands.retro else pos), total
+
+
+def _in_order(b: list[int], credits: Sequence[Credit]) -> list[int]:
+    """Credit indices ``b`` (ascending) ordered by instant, then deal id, then index."""
+    ats = [credits[i][_AT] for i in b]
+    order = sorted(range(len(b)), key=ats.__getitem__)  # stable: equal instants keep index order
+    out = [b[k] for k in order]
+    n = len(out)
+    j = 0
+    while j < n:
+        at = ats[order[j]]
+        k = j + 1
+        while k < n and ats[order[k]] == at:
+            k += 1
+        if k - j > 1:
+            out[j:k] = sorted(out[j:k], key=lambda i: (credits[i][_DEAL], i))
+        j = k
+    return out
 
 
 def _pct(share: Decimal) -> str:
