@@ -84,7 +84,7 @@ rate = "0.02"
 
 [versions.caps]
 attainment = "3.0"
-payout = "2500000"
+payout = "9000000"
 
 [[versions.spifs]]
 name = "cloud"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from salesprocess.errors import BatchConflictError, ConflictError, DefinitionError
+from salesprocess.errors import BatchConflictError, ConflictError, DefinitionError, DomainError
 from salesprocess.incentives import (
     Adjustment,
     Churn,
@@ -623,3 +623,13 @@ def test_the_garbage_collector_is_restored_after_a_run() -> None:
     with pytest.raises(IncentiveError):
         compute_statements(plan, [won("x", "r1", None, at(2026, 4, 1))], "2026-04")
     assert gc.isenabled()
+
+
+def test_quotas_come_from_rep_goals() -> None:
+    from salesprocess.goals import Goal, GoalScope
+    from salesprocess.periods import Period
+
+    q = Quota.from_goal(Goal("g", "won_revenue", GoalScope("rep", "r1"), M("300000"), Period.parse("2026-Q2")))
+    assert (q.rep_id, q.period.label, q.amount) == ("r1", "2026-Q2", M("300000"))
+    with pytest.raises(DomainError):
+        Quota.from_goal(Goal("t", "won_revenue", GoalScope("team", "t1"), M("1"), Period.parse("2026-Q2")))

@@ -100,6 +100,9 @@ def test_save_then_check_finds_a_changed_history(files: tuple[str, str], capsys:
     capsys.readouterr()
     assert main(["commissions", "--db", db, "--plan", plan, "--period", "2026-Q2", "--check"]) == 0
     assert "changed" not in capsys.readouterr().out
+    # the plan was kept too: its key now names it
+    assert main(["commissions", "--db", db, "--plan", "cli", "--period", "2026-05", "--rep", "r2"]) == 0
+    assert "15.03 CNY" in capsys.readouterr().out
     from salesprocess_adapters.sqlite import SQLiteStore
 
     s = SQLiteStore(db)

@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
     p.add_argument("--product", action="extend", nargs="+", default=[], metavar="PRODUCT",
                    help="products of the prospective deal")
     p.add_argument("--save", action="store_true",
-                   help="snapshot the statements in the store (refused if a different one is saved)")
+                   help="keep the plan and snapshot the statements in the store (refused if a different "
+                   "statement or plan version is saved)")
     p.add_argument("--replace", action="store_true", help="with --save: overwrite different snapshots")
     p.add_argument("--check", action="store_true",
                    help="compare with the saved snapshots; exit 1 if any differs")
@@ -98,7 +99,13 @@ def line_row(s: Any, ln: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..incentives import IncentiveError, check_statements, compute_statements, save_statements
+    from ..incentives import (
+        IncentiveError,
+        check_statements,
+        compute_statements,
+        save_plan,
+        save_statements,
+    )
 
     store = open_store(args.db)
     try:
@@ -131,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1 if any(c.status in ("changed", "missing") for c in checks) else 0
         if args.save:
             try:
+                save_plan(store, plan)
                 n = save_statements(store, run, replace=args.replace)
             except ConflictError as e:
                 raise CLIError(f"--save: {e} (use --replace to overwrite)", 1) from None

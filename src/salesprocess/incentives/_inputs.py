@@ -174,6 +174,15 @@ class Quota:
     period: Period = attrs.field(converter=_period)
     amount: Money = attrs.field(validator=[_money, _positive])
 
+    @classmethod
+    def from_goal(cls, goal: Any) -> Quota:
+        """The quota a rep's money goal sets (a :class:`salesprocess.goals.Goal` whose scope is
+        ``rep:ID`` and whose target is money, typically on ``won_revenue``)."""
+        scope = goal.scope
+        if getattr(scope.kind, "value", scope.kind) != "rep" or not isinstance(goal.target, Money):
+            raise DomainError(f"goal {goal.id}: a quota comes from a rep's goal with a money target")
+        return cls(scope.id, goal.period, goal.target)
+
 
 @attrs.frozen
 class Adjustment:
