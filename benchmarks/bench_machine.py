@@ -175,19 +175,28 @@ def main() -> None:
     print(f"ratio salesprocess / transitions (per deal): {r_core / r_tr:,.1f}×; / shared: {r_core / r_trs:,.1f}×")
     print(f"ratio baseline / salesprocess: {r_base / r_core:,.2f}×")
 
-    # memory per live deal with 6 events (+ the creation event)
+    # memory per live deal: 6 events in all (creation + 5 moves), and 7 (creation + 6 moves)
+    for moves in (5, 6):
+        print(f"memory per live deal with {moves + 1} events: {memory_per_deal(proc, moves):,.0f} bytes")
+
+
+def memory_per_deal(proc: Process, moves: int, m: int = 20_000) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    m = 20_000
-    deals = run_salesprocess(m, proc, Process.advance)
+    deals = []
+    for i in range(m):
+        d = proc.open_deal(f"D{i}", at=T0, actor="rep", amount=AMOUNT)
+        at = T0
+        for to in PATH[:moves]:
+            at = at + STEP
+            d = proc.advance(d, to, at=at, actor="rep")
+        deals.append(d)
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    size = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    ev = len(deals[0].events)
-    print(f"memory per live deal with {ev - 1} stage events (+1 creation event): {size / m:,.0f} bytes "
-          f"({size / m / 1024:.2f} KiB)")
+    assert len(deals[0].events) == moves + 1
+    return sum(s.size_diff for s in after.compare_to(before, "filename")) / m
 
 
 if __name__ == "__main__":
