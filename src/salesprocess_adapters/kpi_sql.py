@@ -116,6 +116,10 @@ class _Dialect:
     def amount_value(self, v: Any, currency: str) -> Decimal:
         raise NotImplementedError
 
+    def plain(self, col: str) -> str:
+        """A column used as a grouping key."""
+        return col
+
     def prob_value(self, v: Any) -> Decimal | None:
         return None if v is None else Decimal(str(v))
 
@@ -172,6 +176,11 @@ class _SQLite(_Dialect):
 
     def amount_value(self, v: Any, currency: str) -> Decimal:
         return Decimal(int(v)).scaleb(-CURRENCY_MINOR_UNITS[currency])
+
+    def plain(self, col: str) -> str:
+        # unary + keeps SQLite from walking an index on the column to group a whole table (one
+        # random row read per deal); a scan and a sort are much faster
+        return f"+{col}"
 
 
 class _Postgres(_Dialect):
@@ -344,20 +353,20 @@ class _Facts:
 def _dim_expr(dl: _Dialect, dim: str) -> str:
     j = dl.j
     if dim == "owner":
-        return "f.owner_id"
+        return dl.plain("f.owner_id")
     if dim == "team":
-        return "r.team_id"
+        return dl.plain("r.team_id")
     if dim == "region":
         return (f"COALESCE(NULLIF({j('r.data', 'region')}, ''), NULLIF({j('t.data', 'region')}, ''), "
                 f"NULLIF({j('a.data', 'region')}, ''))")  # fmt: skip
     if dim == "manager":
         return "COALESCE(NULLIF(r.manager_id, ''), NULLIF(t.manager_id, ''))"
     if dim == "account":
-        return "f.account_id"
+        return dl.plain("f.account_id")
     if dim in ("industry", "size_band", "country"):
         return j("a.data", dim)
     if dim in ("stage", "status", "process", "currency", "forecast_category"):
-        return f"f.{dim}"
+        return dl.plain(f"f.{dim}")
     if dim == "product":
         return "px.product"
     if dim == "product_family":
@@ -914,7 +923,8 @@ def funnel(
     hist_cond, hist_params = "1 = 0", list[Any]()
     if window is not None:
         hist_cond, hist_params = "k.created_at < ?", [dl.ts(window.start_instant(tz))]
-    co = (f"co AS MATERIALIZED (SELECT DISTINCT {kcs}k.id, k.status, "
+    distinct = "DISTINCT " if any(d in _MULTI for d in by) else ""
+    co = (f"co AS MATERIALIZED (SELECT {distinct}{kcs}k.id, k.status, "
           f"CASE WHEN {win_cond} THEN 1 ELSE 0 END AS cur, "
           f"CASE WHEN {hist_cond} THEN 1 ELSE 0 END AS hist FROM k WHERE k.process = ?)")  # fmt: skip
     co_params = [*win_params, *hist_params, proc.key]
