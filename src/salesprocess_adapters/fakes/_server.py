@@ -362,3 +362,75 @@ class FakeServer:
             yield self
         finally:
             self.close()
+
+
+class FakeHarness:
+    """What every vendor harness shares: a fake plus the adapters wired to it.
+
+    ``mode="transport"`` serves the fake in-process and counts rate limits on a
+    :class:`~salesprocess.sync.ManualClock` shared with the adapters (no real waiting);
+    ``mode="http"`` serves it on a loopback port in real time. Subclasses call :meth:`_start`
+    and build their adapters with :meth:`_clock_kw`, :meth:`_rate_limit` and :meth:`_track`.
+    """
+
+    fake_host = "fake"
+    """Host of the in-process base URL (``http://<fake_host>``)."""
+
+    def _start(
+        self,
+        mode: str,
+        fake_cls: Callable[..., Any],
+        defaults: Mapping[str, Any],
+        fake_options: Mapping[str, Any],
+        adapter_capabilities: frozenset[str],
+    ) -> None:
+        from salesprocess.sync import AdapterCapability, ManualClock
+
+        if mode not in ("transport", "http"):
+            raise ValueError("mode is 'transport' or 'http'")
+        self.mode = mode
+        self.clock = ManualClock() if mode == "transport" else None
+        opts = dict(defaults)
+        if self.clock is not None:
+            opts["monotonic"] = self.clock.now
+        opts.update(fake_options)
+        self.fake = fake_cls(**opts)
+        self.remote = self.fake
+        self.capabilities = frozenset(
+            adapter_capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK}
+        )
+        self.server = self.fake.serve() if mode == "http" else None
+        self._adapters: list[Any] = []
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url if self.server is not None else f"http://{self.fake_host}"
+
+    def _window_limit(self) -> tuple[int, float] | None:
+        w = self.fake.window
+        return None if w is None else (w.max_calls, w.period)
+
+    @staticmethod
+    def _rate_limit(
+        rate_limit: tuple[int, float] | bool | None, current: tuple[int, float] | None
+    ) -> tuple[int, float] | None:
+        """``True`` means the fake's own limit, ``False``/``None`` none, a tuple that limit."""
+        if rate_limit is True:
+            return current
+        return None if rate_limit is False else rate_limit
+
+    def _clock_kw(self) -> dict[str, Any]:
+        """In transport mode: the in-process transport and the shared manual clock."""
+        if self.clock is None:
+            return {}
+        return {"transport": self.fake.transport(), "clock": self.clock.now, "sleep": self.clock.sleep}
+
+    def _track(self, adapter: Any) -> Any:
+        self._adapters.append(adapter)
+        return adapter
+
+    def close(self) -> None:
+        for a in self._adapters:
+            a.close()
+        if self.server is not None:
+            self.server.close()

@@ -38,7 +38,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, RateWindow
+from ._server import FakeApp, FakeClock, FakeHarness, FakeRequest, FakeResponse, RateWindow
 
 __all__ = ["DEFAULT_PROCESSES", "FxiaokeFake", "FxiaokeHarness", "epoch_ms"]
 
@@ -675,33 +675,17 @@ class _Closed:
         return False, 0
 
 
-class FxiaokeHarness:
+class FxiaokeHarness(FakeHarness):
     """A :class:`FxiaokeFake` plus adapters wired to it (see
     :class:`~salesprocess_adapters.fakes.HubSpotHarness` for the two modes)."""
 
-    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
-        from salesprocess.sync import AdapterCapability, ManualClock
+    fake_host = "fxiaoke.fake"
 
+    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
         from ..fxiaoke import FxiaokeAdapter
 
-        if mode not in ("transport", "http"):
-            raise ValueError("mode is 'transport' or 'http'")
-        self.mode = mode
-        self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"timeout_delay": 0.6, "rate_limit": None}
-        if self.clock is not None:
-            opts["monotonic"] = self.clock.now
-        opts.update(fake_options)
-        self.fake = FxiaokeFake(**opts)
-        self.remote = self.fake
+        self._start(mode, FxiaokeFake, {"timeout_delay": 0.6, "rate_limit": None}, fake_options, FxiaokeAdapter.capabilities)
         self.secrets = ("fake-fxiaoke-app-secret", "fake-fxiaoke-permanent-code", "FAKECORPTOKEN")
-        self.capabilities = frozenset(FxiaokeAdapter.capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK})
-        self.server = self.fake.serve() if mode == "http" else None
-        self._adapters: list[Any] = []
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url if self.server is not None else "http://fxiaoke.fake"
 
     def adapter(self, *, page_size: int | None = None, rate_limit: tuple[int, float] | bool | None = True,
                 token: str | None = None, retry: Any = None, **options: Any) -> Any:
@@ -709,11 +693,8 @@ class FxiaokeHarness:
 
         from ..fxiaoke import FxiaokeAdapter
 
-        lim = self.fake._limit
-        rl = lim if rate_limit is True else (None if rate_limit is False else rate_limit)
-        kw: dict[str, Any] = {}
-        if self.clock is not None:
-            kw.update(transport=self.fake.transport(), clock=self.clock.now, sleep=self.clock.sleep)
+        rl = self._rate_limit(rate_limit, self.fake._limit)
+        kw = self._clock_kw()
         if token is not None:
             kw.update(token=token, permanent_code=None)
         else:
@@ -725,11 +706,4 @@ class FxiaokeHarness:
             timeout=0.3 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=19, **kw,
         )
-        self._adapters.append(a)
-        return a
-
-    def close(self) -> None:
-        for a in self._adapters:
-            a.close()
-        if self.server is not None:
-            self.server.close()
+        return self._track(a)

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, RateWindow
+from ._server import FakeApp, FakeClock, FakeHarness, FakeRequest, FakeResponse, RateWindow
 
 __all__ = ["DEFAULT_STAGES", "HubSpotFake", "HubSpotHarness"]
 
@@ -869,7 +869,7 @@ class _Closed(RateWindow):
         return False, 0
 
 
-class HubSpotHarness:
+class HubSpotHarness(FakeHarness):
     """A :class:`HubSpotFake` plus adapters wired to it, for the adapter conformance kit and for
     application tests.
 
@@ -878,31 +878,15 @@ class HubSpotHarness:
     ``mode="http"`` serves it on a loopback port in real time.
     """
 
-    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
-        from salesprocess.sync import AdapterCapability, ManualClock
+    fake_host = "hubspot.fake"
 
+    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
         from ..hubspot import HubSpotAdapter
 
-        if mode not in ("transport", "http"):
-            raise ValueError("mode is 'transport' or 'http'")
-        self.mode = mode
-        self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"rate_limit": None, "search_rate_limit": None, "timeout_delay": 1.5}
-        if self.clock is not None:
-            opts["monotonic"] = self.clock.now
-        opts.update(fake_options)
-        self.fake = HubSpotFake(**opts)
-        self.remote = self.fake
+        self._start(mode, HubSpotFake, {"rate_limit": None, "search_rate_limit": None, "timeout_delay": 1.5}, fake_options, HubSpotAdapter.capabilities)
         self.token = "pat-na1-00000000-fake"
         self.secrets = (self.token, "fake-refresh-token", "fake-client-secret")
-        self.capabilities = frozenset(HubSpotAdapter.capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK})
-        self.server = self.fake.serve() if mode == "http" else None
         self._limit: tuple[int, float] | None = None
-        self._adapters: list[Any] = []
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url if self.server is not None else "http://hubspot.fake"
 
     def adapter(self, *, page_size: int | None = None, rate_limit: tuple[int, float] | bool | None = True,
                 token: str | None = None, retry: Any = None) -> Any:
@@ -910,12 +894,8 @@ class HubSpotHarness:
 
         from ..hubspot import HubSpotAdapter
 
-        w = self.fake.window
-        current = None if w is None else (w.max_calls, w.period)
-        rl = current if rate_limit is True else (None if rate_limit is False else rate_limit)
-        kw: dict[str, Any] = {}
-        if self.clock is not None:
-            kw.update(transport=self.fake.transport(), clock=self.clock.now, sleep=self.clock.sleep)
+        rl = self._rate_limit(rate_limit, self._window_limit())
+        kw = self._clock_kw()
         a = HubSpotAdapter(
             base_url=self.base_url, token=token or self.token,
             refresh_token=None if token else "fake-refresh-token", client_id="fake-client-id",
@@ -923,12 +903,5 @@ class HubSpotHarness:
             rate_limit=rl, search_rate_limit=None, timeout=0.8 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=11, **kw,
         )
-        self._adapters.append(a)
-        return a
-
-    def close(self) -> None:
-        for a in self._adapters:
-            a.close()
-        if self.server is not None:
-            self.server.close()
+        return self._track(a)
 

@@ -54,7 +54,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse
+from ._server import FakeApp, FakeClock, FakeHarness, FakeRequest, FakeResponse
 
 __all__ = ["DEFAULT_STAGES", "OdooFake", "OdooHarness", "odoo_time"]
 
@@ -1103,35 +1103,19 @@ def _sort_key(kind: str, v: Any) -> tuple[int, Any]:
     return (1, v)
 
 
-class OdooHarness:
+class OdooHarness(FakeHarness):
     """An :class:`OdooFake` plus adapters wired to it (see
     :class:`~salesprocess_adapters.fakes.HubSpotHarness` for the two modes). ``protocol`` is the
     adapters' transport: ``json2`` (Odoo 19+) or ``jsonrpc`` (``execute_kw``)."""
 
-    def __init__(self, mode: str = "transport", *, protocol: str = "json2", **fake_options: Any) -> None:
-        from salesprocess.sync import AdapterCapability, ManualClock
+    fake_host = "odoo.fake"
 
+    def __init__(self, mode: str = "transport", *, protocol: str = "json2", **fake_options: Any) -> None:
         from ..odoo import OdooAdapter
 
-        if mode not in ("transport", "http"):
-            raise ValueError("mode is 'transport' or 'http'")
-        self.mode = mode
         self.protocol = protocol
-        self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"timeout_delay": 0.6}
-        if self.clock is not None:
-            opts["monotonic"] = self.clock.now
-        opts.update(fake_options)
-        self.fake = OdooFake(**opts)
-        self.remote = self.fake
+        self._start(mode, OdooFake, {"timeout_delay": 0.6}, fake_options, OdooAdapter.capabilities)
         self.secrets = (self.fake.api_key,)
-        self.capabilities = frozenset(OdooAdapter.capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK})
-        self.server = self.fake.serve() if mode == "http" else None
-        self._adapters: list[Any] = []
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url if self.server is not None else "http://odoo.fake"
 
     def adapter(self, *, page_size: int | None = None, rate_limit: tuple[int, float] | bool | None = True,
                 token: str | None = None, retry: Any = None, **options: Any) -> Any:
@@ -1139,12 +1123,8 @@ class OdooHarness:
 
         from ..odoo import OdooAdapter
 
-        w = self.fake.window
-        current = None if w is None else (w.max_calls, w.period)
-        rl = current if rate_limit is True else (None if rate_limit is False else rate_limit)
-        kw: dict[str, Any] = {}
-        if self.clock is not None:
-            kw.update(transport=self.fake.transport(), clock=self.clock.now, sleep=self.clock.sleep)
+        rl = self._rate_limit(rate_limit, self._window_limit())
+        kw = self._clock_kw()
         kw.update(options)
         a = OdooAdapter(
             base_url=self.base_url, db=self.fake.db, login=self.fake.login, token=token or self.fake.api_key,
@@ -1152,13 +1132,6 @@ class OdooHarness:
             timeout=0.3 if self.mode == "http" else 5.0, id_field=self.fake.id_field,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=29, **kw,
         )
-        self._adapters.append(a)
-        return a
-
-    def close(self) -> None:
-        for a in self._adapters:
-            a.close()
-        if self.server is not None:
-            self.server.close()
+        return self._track(a)
 
 

@@ -45,7 +45,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
-from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, RateWindow
+from ._server import FakeApp, FakeClock, FakeHarness, FakeRequest, FakeResponse, RateWindow
 
 __all__ = ["DEFAULT_STAGES", "ID_FIELD_KEY", "PipedriveFake", "PipedriveHarness", "rfc3339", "v1_time"]
 
@@ -814,7 +814,7 @@ def _log_value(v: Any) -> str | None:
     return str(v)
 
 
-class PipedriveHarness:
+class PipedriveHarness(FakeHarness):
     """A :class:`PipedriveFake` plus adapters wired to it (see
     :class:`~salesprocess_adapters.fakes.HubSpotHarness` for the two modes).
 
@@ -822,32 +822,16 @@ class PipedriveHarness:
     expires; ``auth="api_token"`` the API token (``x-api-token``), which never expires.
     """
 
-    def __init__(self, mode: str = "transport", *, auth: str = "oauth", **fake_options: Any) -> None:
-        from salesprocess.sync import AdapterCapability, ManualClock
+    fake_host = "pipedrive.fake"
 
+    def __init__(self, mode: str = "transport", *, auth: str = "oauth", **fake_options: Any) -> None:
         from ..pipedrive import PipedriveAdapter
 
-        if mode not in ("transport", "http"):
-            raise ValueError("mode is 'transport' or 'http'")
         if auth not in ("oauth", "api_token"):
             raise ValueError("auth is 'oauth' or 'api_token'")
-        self.mode = mode
         self.auth = auth
-        self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"timeout_delay": 0.6}
-        if self.clock is not None:
-            opts["monotonic"] = self.clock.now
-        opts.update(fake_options)
-        self.fake = PipedriveFake(**opts)
-        self.remote = self.fake
+        self._start(mode, PipedriveFake, {"timeout_delay": 0.6}, fake_options, PipedriveAdapter.capabilities)
         self.secrets = (self.fake.api_token, self.fake._refresh, self.fake._client[1])
-        self.capabilities = frozenset(PipedriveAdapter.capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK})
-        self.server = self.fake.serve() if mode == "http" else None
-        self._adapters: list[Any] = []
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url if self.server is not None else "http://pipedrive.fake"
 
     def adapter(self, *, page_size: int | None = None, rate_limit: tuple[int, float] | bool | None = True,
                 token: str | None = None, retry: Any = None, **options: Any) -> Any:
@@ -855,12 +839,8 @@ class PipedriveHarness:
 
         from ..pipedrive import PipedriveAdapter
 
-        w = self.fake.window
-        current = None if w is None else (w.max_calls, w.period)
-        rl = current if rate_limit is True else (None if rate_limit is False else rate_limit)
-        kw: dict[str, Any] = {}
-        if self.clock is not None:
-            kw.update(transport=self.fake.transport(), clock=self.clock.now, sleep=self.clock.sleep)
+        rl = self._rate_limit(rate_limit, self._window_limit())
+        kw = self._clock_kw()
         if token is not None:
             kw.update(token=token, auth=self.auth)
         elif self.auth == "api_token":
@@ -875,11 +855,4 @@ class PipedriveHarness:
             timeout=0.3 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=23, id_field=self.fake.id_field, **kw,
         )
-        self._adapters.append(a)
-        return a
-
-    def close(self) -> None:
-        for a in self._adapters:
-            a.close()
-        if self.server is not None:
-            self.server.close()
+        return self._track(a)

@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
-from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse
+from ._server import FakeApp, FakeClock, FakeHarness, FakeRequest, FakeResponse
 from ._soql import Query, SoqlError, parse, parse_datetime
 
 __all__ = ["DEFAULT_STAGES", "SalesforceFake", "SalesforceHarness", "sf_time"]
@@ -752,34 +752,18 @@ class SalesforceFake(FakeApp):
                                      "latestDateCovered": sf_time(end)})
 
 
-class SalesforceHarness:
+class SalesforceHarness(FakeHarness):
     """A :class:`SalesforceFake` plus adapters wired to it (see
     :class:`~salesprocess_adapters.fakes.HubSpotHarness` for the two modes)."""
 
-    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
-        from salesprocess.sync import AdapterCapability, ManualClock
+    fake_host = "salesforce.fake"
 
+    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
         from ..salesforce import SalesforceAdapter
 
-        if mode not in ("transport", "http"):
-            raise ValueError("mode is 'transport' or 'http'")
-        self.mode = mode
-        self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"timeout_delay": 1.5, "min_batch_size": 1}
-        if self.clock is not None:
-            opts["monotonic"] = self.clock.now
-        opts.update(fake_options)
-        self.fake = SalesforceFake(**opts)
-        self.remote = self.fake
+        self._start(mode, SalesforceFake, {"timeout_delay": 1.5, "min_batch_size": 1}, fake_options, SalesforceAdapter.capabilities)
         self.token = "00Dfake!AQ0AQ.fake-session"
         self.secrets = (self.token, "5Aep-fake-refresh", "fake-consumer-secret")
-        self.capabilities = frozenset(SalesforceAdapter.capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK})
-        self.server = self.fake.serve() if mode == "http" else None
-        self._adapters: list[Any] = []
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url if self.server is not None else "http://salesforce.fake"
 
     def adapter(self, *, page_size: int | None = None, rate_limit: tuple[int, float] | bool | None = True,
                 token: str | None = None, retry: Any = None) -> Any:
@@ -787,12 +771,8 @@ class SalesforceHarness:
 
         from ..salesforce import SalesforceAdapter
 
-        w = self.fake.window
-        current = None if w is None else (w.max_calls, w.period)
-        rl = current if rate_limit is True else (None if rate_limit is False else rate_limit)
-        kw: dict[str, Any] = {}
-        if self.clock is not None:
-            kw.update(transport=self.fake.transport(), clock=self.clock.now, sleep=self.clock.sleep)
+        rl = self._rate_limit(rate_limit, self._window_limit())
+        kw = self._clock_kw()
         a = SalesforceAdapter(
             base_url=self.base_url, token=token or self.token,
             refresh_token=None if token else "5Aep-fake-refresh", client_id="fake-consumer-key",
@@ -800,11 +780,4 @@ class SalesforceHarness:
             timeout=0.8 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=13, **kw,
         )
-        self._adapters.append(a)
-        return a
-
-    def close(self) -> None:
-        for a in self._adapters:
-            a.close()
-        if self.server is not None:
-            self.server.close()
+        return self._track(a)

@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
-from ._server import FakeApp, FakeClock, FakeRequest, FakeResponse, RateWindow
+from ._server import FakeApp, FakeClock, FakeHarness, FakeRequest, FakeResponse, RateWindow
 
 __all__ = ["DEFAULT_BLUEPRINT", "DEFAULT_STAGES", "ZohoFake", "ZohoHarness", "zoho_time"]
 
@@ -872,34 +872,18 @@ class ZohoFake(FakeApp):
                                      "message": "transition updated successfully", "details": {}})
 
 
-class ZohoHarness:
+class ZohoHarness(FakeHarness):
     """A :class:`ZohoFake` plus adapters wired to it (see
     :class:`~salesprocess_adapters.fakes.HubSpotHarness` for the two modes)."""
 
-    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
-        from salesprocess.sync import AdapterCapability, ManualClock
+    fake_host = "zoho.fake"
 
+    def __init__(self, mode: str = "transport", **fake_options: Any) -> None:
         from ..zoho import ZohoAdapter
 
-        if mode not in ("transport", "http"):
-            raise ValueError("mode is 'transport' or 'http'")
-        self.mode = mode
-        self.clock = ManualClock() if mode == "transport" else None
-        opts: dict[str, Any] = {"timeout_delay": 0.6}
-        if self.clock is not None:
-            opts["monotonic"] = self.clock.now
-        opts.update(fake_options)
-        self.fake = ZohoFake(**opts)
-        self.remote = self.fake
+        self._start(mode, ZohoFake, {"timeout_delay": 0.6}, fake_options, ZohoAdapter.capabilities)
         self.token = "1000.fake-zoho-access-token"
         self.secrets = (self.token, "1000.fake-zoho-refresh-token", "fake-zoho-client-secret")
-        self.capabilities = frozenset(ZohoAdapter.capabilities | {AdapterCapability.FAULTS, AdapterCapability.CLOCK})
-        self.server = self.fake.serve() if mode == "http" else None
-        self._adapters: list[Any] = []
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url if self.server is not None else "http://zoho.fake"
 
     def adapter(self, *, page_size: int | None = None, rate_limit: tuple[int, float] | bool | None = True,
                 token: str | None = None, retry: Any = None, **options: Any) -> Any:
@@ -907,12 +891,8 @@ class ZohoHarness:
 
         from ..zoho import ZohoAdapter
 
-        w = self.fake.window
-        current = None if w is None else (w.max_calls, w.period)
-        rl = current if rate_limit is True else (None if rate_limit is False else rate_limit)
-        kw: dict[str, Any] = {}
-        if self.clock is not None:
-            kw.update(transport=self.fake.transport(), clock=self.clock.now, sleep=self.clock.sleep)
+        rl = self._rate_limit(rate_limit, self._window_limit())
+        kw = self._clock_kw()
         kw.update(options)
         a = ZohoAdapter(
             base_url=self.base_url, accounts_url=self.base_url, token=token or self.token,
@@ -921,11 +901,4 @@ class ZohoHarness:
             timeout=0.3 if self.mode == "http" else 5.0,
             retry=retry or RetryPolicy(attempts=5, base=0.02, cap=0.2), seed=17, **kw,
         )
-        self._adapters.append(a)
-        return a
-
-    def close(self) -> None:
-        for a in self._adapters:
-            a.close()
-        if self.server is not None:
-            self.server.close()
+        return self._track(a)
