@@ -383,3 +383,20 @@ def test_token_is_sent_only_in_the_authorization_header(fake: HubSpotFake, clock
     assert TOKEN not in str(req.url)
     assert TOKEN not in repr(ad)
     assert TOKEN not in repr(ad.http._client.headers)
+
+
+def test_stage_changes_in_the_same_millisecond_keep_their_order(fake: HubSpotFake, clock: ManualClock) -> None:
+    # the history comes newest first; changes sharing a timestamp must not come out reversed
+    fake.seed_deals(3)
+    eng = engine(fake, clock, kinds=[ObjectKind.DEALS])
+    pages = list(eng.adapter.pull(ObjectKind.DEALS, None))
+    moved = [r for p in pages for r in p.records if r.history and len(r.history) == 2]
+    assert moved
+    for r in moved:
+        assert r.history is not None
+        assert r.history[0].at == r.history[1].at
+        assert r.history[0].stage == "appointmentscheduled"
+        assert r.history[1].stage == r.stage
+    assert eng.pull().bypasses == 1  # the move skips stages; no spurious move backwards
+    d = eng.store.get_deal(eng.local_id(moved[0].id))
+    assert [e.kind for e in d.events] == ["created", "stage_changed"]

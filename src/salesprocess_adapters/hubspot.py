@@ -19,7 +19,7 @@ Push
 
 Limits
     A client-side limiter keeps to 100 requests per 10 seconds (set ``rate_limit`` for higher
-    tiers) and to 5 searches per second; 429 responses are retried after ``Retry-After`` or the
+    tiers) and to 5 searches per second, each call counted from when its answer came back; 429 responses are retried after ``Retry-After`` or the
     ``X-HubSpot-RateLimit-Interval-Milliseconds`` window; a ``DAILY`` policy stops the sync.
 """
 
@@ -59,6 +59,7 @@ from salesprocess.sync.adapter import (
 from salesprocess.sync.timing import RateLimiter, RetryPolicy, Secret
 
 from ._http import HttpClient, Response, VendorPolicy, Verdict
+from ._pacing import paced
 
 __all__ = ["ENGAGEMENT_TYPES", "HubSpotAdapter", "HubSpotPolicy"]
 
@@ -75,6 +76,10 @@ def parse_time(v: str | None) -> datetime | None:
         return _EPOCH + timedelta(milliseconds=int(v))
     d = datetime.fromisoformat(v.replace("Z", "+00:00"))
     return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
+
+
+def _change_time(change: tuple[datetime | None, str]) -> datetime:
+    return change[0] or _EPOCH
 
 
 def to_ms(at: datetime) -> int:
@@ -195,7 +200,11 @@ class HubSpotAdapter:
             refresher=self._refresh if can_refresh else None, client=client, transport=transport,
             timeout=timeout, retry=retry, rate_limit=rate_limit, clock=clock, sleep=sleep, seed=seed,
         )
-        self.search_limiter = None if search_rate_limit is None else RateLimiter(*search_rate_limit, clock=clock, sleep=sleep)
+        # each call counts from its answer (see _pacing): the limit is used to the full without
+        # an allowance for jitter, and the server never sees one call too many in a window
+        self.http.limiter = paced(self.http.limiter)
+        self.search_limiter = paced(
+            None if search_rate_limit is None else RateLimiter(*search_rate_limit, clock=clock, sleep=sleep))
         self.page_size = page_size
         self.id_property = id_property
         self.history = history
@@ -428,9 +437,11 @@ class HubSpotAdapter:
         hist_raw = (o.get("propertiesWithHistory") or {}).get("dealstage")
         history = None
         if hist_raw is not None:
+            # HubSpot lists the versions newest first: read them oldest first, so that the sort
+            # (stable) keeps changes made in the same millisecond in the order they happened
             changes = sorted(
-                ((parse_time(h.get("timestamp")), str(h["value"])) for h in hist_raw if h.get("value")),
-                key=lambda x: x[0] or _EPOCH,
+                ((parse_time(h.get("timestamp")), str(h["value"])) for h in reversed(hist_raw) if h.get("value")),
+                key=_change_time,
             )
             hs: list[RemoteStageChange] = []
             for at, v in changes:
