@@ -58,6 +58,7 @@ from salesprocess.sync.adapter import (
 from salesprocess.sync.timing import RetryPolicy, Secret
 
 from ._http import HttpClient, Response, VendorPolicy, Verdict
+from ._pacing import paced
 
 __all__ = ["PIPELINE_ID", "SalesforceAdapter", "SalesforcePolicy", "parse_sf_time"]
 
@@ -195,6 +196,7 @@ class SalesforceAdapter:
             refresher=self._refresh if can_refresh else None, client=client, transport=transport,
             timeout=timeout, retry=retry, rate_limit=rate_limit, clock=clock, sleep=sleep, seed=seed,
         )
+        self.http.limiter = paced(self.http.limiter)  # each call counts from its answer (see _pacing)
         self.api = f"/services/data/v{api_version}"
         self.page_size = page_size
         self.ext = external_id_field
