@@ -114,14 +114,41 @@ class GuardRegistry(Mapping[str, GuardSpec]):
 # --- built-in guards ------------------------------------------------------------------------
 
 
-def _has_amount(deal: Deal, move: Move) -> str | None:
-    if deal.amount is None or deal.amount.amount <= 0:
+# Checks that read only the deal. The stage machine's hot path calls these directly (no Move is
+# built); the registered guards below wrap them, so both paths give the same answer.
+
+
+def _amount_problem(deal: Deal) -> str | None:
+    amount = deal.amount
+    if amount is None or amount.amount <= 0:
         return "the deal needs a positive amount"
     return None
 
 
-def _has_close_date(deal: Deal, move: Move) -> str | None:
+def _close_date_problem(deal: Deal) -> str | None:
     return None if deal.close_date is not None else "the deal needs an expected close date"
+
+
+def _contact_problem(deal: Deal) -> str | None:
+    return None if deal.contact_ids else "the deal needs at least one contact"
+
+
+def _multi_thread_problem(deal: Deal) -> str | None:
+    if len(deal.contact_ids) < 2:
+        return f"the deal engages {len(deal.contact_ids)} contact(s); at least 2 are needed"
+    return None
+
+
+def _owner_problem(deal: Deal) -> str | None:
+    return None if deal.owner_id else "the deal needs an owner"
+
+
+def _has_amount(deal: Deal, move: Move) -> str | None:
+    return _amount_problem(deal)
+
+
+def _has_close_date(deal: Deal, move: Move) -> str | None:
+    return _close_date_problem(deal)
 
 
 def _close_date_not_past(deal: Deal, move: Move) -> str | None:
@@ -131,21 +158,31 @@ def _close_date_not_past(deal: Deal, move: Move) -> str | None:
 
 
 def _has_contact(deal: Deal, move: Move) -> str | None:
-    return None if deal.contact_ids else "the deal needs at least one contact"
+    return _contact_problem(deal)
 
 
 def _multi_threaded(deal: Deal, move: Move) -> str | None:
-    if len(deal.contact_ids) < 2:
-        return f"the deal engages {len(deal.contact_ids)} contact(s); at least 2 are needed"
-    return None
+    return _multi_thread_problem(deal)
 
 
 def _has_owner(deal: Deal, move: Move) -> str | None:
-    return None if deal.owner_id else "the deal needs an owner"
+    return _owner_problem(deal)
 
 
 def _has_reason(deal: Deal, move: Move) -> str | None:
     return None if (move.reason or deal.lost_reason) else "a reason is required for this move"
+
+
+DealCheck = Callable[["Deal"], "str | None"]
+
+DEAL_ONLY: dict[Guard, DealCheck] = {
+    _has_amount: _amount_problem,
+    _has_close_date: _close_date_problem,
+    _has_contact: _contact_problem,
+    _multi_threaded: _multi_thread_problem,
+    _has_owner: _owner_problem,
+}
+"""Built-in guards that never look at the move, mapped to the same check taking only the deal."""
 
 
 BUILTIN_GUARDS: dict[str, tuple[Guard, str]] = {

@@ -695,17 +695,7 @@ class Deal(Record):
         external_ids: Mapping[str, str] | None = None,
     ) -> Deal:
         """A new deal with its :class:`DealCreated` event."""
-        if not isinstance(id, str) or not id:
-            raise DomainError("deal id must be a non-empty string")
-        _event_at(None, None, at)
-        if amount is not None and not isinstance(amount, Money):
-            raise TypeError(f"amount: expected Money, got {type(amount).__name__}")
-        if amount is not None and amount.amount < 0:
-            raise DomainError(f"deal {id}: amount must not be negative, got {amount}")
-        if close_date is not None and (
-            not isinstance(close_date, date) or isinstance(close_date, datetime)
-        ):
-            raise TypeError("close_date must be a date")
+        _check_new(id, at, amount, close_date)
         prob = _opt_prob(probability)
         if prob is not None and probability_source is None:
             probability_source = source
@@ -756,6 +746,43 @@ class Deal(Record):
             id, process, process_version, name, stage, status, amount, close_date, owner_id,
             account_id, prob, probability_source, forecast_category, at, at,
             None if status is DealStatus.OPEN else at,
+            (), None, (), (), _EMPTY_SET, EMPTY, EMPTY, (ev,),
+        ))
+
+    @classmethod
+    def _open(
+        cls,
+        id: str,
+        process: str,
+        process_version: int,
+        stage: str,
+        status: DealStatus,
+        at: datetime,
+        actor: str,
+        source: EventSource,
+        name: str,
+        amount: Money | None,
+        close_date: date | None,
+        owner_id: str | None,
+        account_id: str | None,
+        probability: Rate,
+        forecast_category: ForecastCategory,
+    ) -> Deal:
+        """:meth:`create` for a deal in a stage of a validated process (``Process.open_deal``):
+        ``status``, ``forecast_category`` and the stage's ``probability`` come from the process
+        and are already valid; the probability's source is the stage default and there are no
+        detail fields. Checks the caller's values exactly as :meth:`create` does."""
+        _check_new(id, at, amount, close_date)
+        if source.__class__ is not EventSource:
+            source = EventSource(source)
+        ev = _tnew(DealCreated, (
+            id, at, actor, source, process, process_version, stage, status, name, amount,
+            close_date, owner_id, account_id, probability, _STAGE_DEFAULT, forecast_category, EMPTY,
+        ))
+        return _tnew(cls, (
+            id, process, process_version, name, stage, status, amount, close_date, owner_id,
+            account_id, probability, _STAGE_DEFAULT, forecast_category, at, at,
+            None if status is _OPEN else at,
             (), None, (), (), _EMPTY_SET, EMPTY, EMPTY, (ev,),
         ))
 
@@ -879,6 +906,27 @@ class Deal(Record):
         return self.append(DetailsChanged(self.id, at, actor, source, FrozenMap(norm)))
 
 
+def _check_new(id: str, at: datetime, amount: Money | None, close_date: date | None) -> None:
+    """The checks of a new deal's own values (shared by :meth:`Deal.create` and its fast path)."""
+    if not isinstance(id, str) or not id:
+        raise DomainError("deal id must be a non-empty string")
+    tz = at.tzinfo if at.__class__ is datetime else None
+    if tz is None or (tz.__class__ is not timezone and at.utcoffset() is None):
+        require_aware(at, "at")
+    if amount is not None:
+        if not isinstance(amount, Money):
+            raise TypeError(f"amount: expected Money, got {type(amount).__name__}")
+        if amount.amount < _DZERO:
+            raise DomainError(f"deal {id}: amount must not be negative, got {amount}")
+    if close_date is not None and (
+        not isinstance(close_date, date) or isinstance(close_date, datetime)
+    ):
+        raise TypeError("close_date must be a date")
+
+
+_DZERO = Decimal(0)
+_OPEN = DealStatus.OPEN
+_STAGE_DEFAULT = EventSource.STAGE_DEFAULT
 _FIELD_ORDER: tuple[str, ...] = Deal._fields
 _INDEX: dict[str, int] = {k: i for i, k in enumerate(_FIELD_ORDER)}
 _EVENTS = _INDEX["events"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ import attrs
 
 from . import _toml
 from .errors import DefinitionError, DomainError, Problem, ProcessFileError, TransitionNotAllowed
-from .guards import GuardRegistry, Move, builtin_registry
+from .guards import DEAL_ONLY, DealCheck, GuardRegistry, Move, builtin_registry
 from .model import (
     ActivityKind,
     Deal,
@@ -34,7 +34,7 @@ from .model import (
     ForecastCategory,
     StageChanged,
 )
-from .money import Rate
+from .money import Money, Rate
 from .periods import require_aware
 
 if TYPE_CHECKING:
@@ -221,6 +221,7 @@ class _Edge:
         "category",
         "clears_lost",
         "closing",
+        "deal_checks",
         "entry",
         "event_cls",
         "exit",
@@ -269,6 +270,14 @@ class _Edge:
         self.guard_funcs = tuple((g, reg[g].func) for g in t.guards)
         self.closing = dst.kind is not StageKind.OPEN
         self.has_checks = bool(self.entry is not None or self.exit is not None or self.guards)
+        # Guards only, each a built-in that reads nothing but the deal: the hot path calls the
+        # deal-only checks and builds a Move only to report a failure.
+        checks = [DEAL_ONLY.get(f) for _g, f in self.guard_funcs]
+        self.deal_checks: tuple[DealCheck, ...] | None = (
+            tuple(c for c in checks if c is not None)
+            if self.entry is None and self.exit is None and None not in checks
+            else None
+        )
         self.clears_lost = src.is_closed and dst.kind is StageKind.OPEN  # a reopen clears it
 
 
@@ -391,15 +400,25 @@ class Process:
         actor: str,
         source: EventSource = EventSource.USER,
         stage: str | None = None,
+        name: str = "",
+        amount: Money | None = None,
+        close_date: date | None = None,
+        owner_id: str | None = None,
+        account_id: str | None = None,
         **fields: Any,
     ) -> Deal:
         """A new deal in ``stage`` (default: the initial stage) with the stage's probability and
-        forecast category unless given."""
+        forecast category unless given. Other keyword arguments are those of :meth:`Deal.create`."""
         key = stage or self._initial_key
         try:
             status, prob, category = self._opening[key]
         except KeyError:
             raise KeyError(f"process {self.key!r} has no stage {key!r}") from None
+        if not fields:  # the common case: no detail fields, the stage's defaults
+            return Deal._open(
+                id, self.key, self.version, key, status, at, actor, source, name, amount,
+                close_date, owner_id, account_id, prob, category,
+            )
         if fields.get("probability") is None:
             fields["probability"] = prob
             fields["probability_source"] = _STAGE_DEFAULT
@@ -414,6 +433,11 @@ class Process:
             at=at,
             actor=actor,
             source=source,
+            name=name,
+            amount=amount,
+            close_date=close_date,
+            owner_id=owner_id,
+            account_id=account_id,
             **fields,
         )
 
@@ -450,62 +474,60 @@ class Process:
         is before the deal's last change; :class:`~salesprocess.errors.NaiveDatetimeError` for a
         naive ``at``. This is the stage machine's hot path: it is written for speed.
         """
-        if deal.process != self.key:
-            raise DomainError(f"deal {deal.id} follows process {deal.process!r}, not {self.key!r}")
+        (
+            id_, process, version, name, stage, status, amount, close_date, owner_id, account_id,
+            prob, psrc, category, created_at, _entered, _closed, competitors, lost_reason,
+            contact_ids, product_ids, checklist, custom, external_ids, events,
+        ) = deal
+        if process != self.key:
+            raise DomainError(f"deal {id_} follows process {process!r}, not {self.key!r}")
         tz = at.tzinfo
         if tz is None or (tz.__class__ is not timezone and at.utcoffset() is None):
             require_aware(at, "at")
-        events = deal.events
-        last = events[-1].at
+        last = events[-1][1]  # the last event's ``at``
         # Same fixed-offset zone: plain comparison is exact; otherwise compare real instants
         # (a same-zone comparison would ignore a DST fold).
-        if at < last if (tz is last.tzinfo and type(tz) is timezone) else _utc(at) < _utc(last):
+        if at < last if (tz is last.tzinfo and tz.__class__ is timezone) else _utc(at) < _utc(last):
             raise DomainError(
-                f"deal {deal.id}: move at {at.isoformat()} is earlier than its last change "
+                f"deal {id_}: move at {at.isoformat()} is earlier than its last change "
                 f"at {last.isoformat()}"
             )
-        stage = deal.stage
         edge = self._edges.get((stage, to))
         if edge is None:
-            raise TransitionNotAllowed(deal.id, stage, to, _machine._missing_edge(self, deal, to))
+            raise TransitionNotAllowed(id_, stage, to, _machine._missing_edge(self, deal, to))
         if edge.has_checks:
-            move = _make_move((self, stage, to, at, actor, reason, activities))
+            checks = edge.deal_checks
             failed = True
-            if edge.entry is None and edge.exit is None:  # guards only: the common fast path
+            if checks is not None:  # built-in guards that read only the deal: no Move needed
                 failed = False
-                for _name, func in edge.guard_funcs:
-                    if func(deal, move):
+                for check in checks:
+                    if check(deal):
                         failed = True
                         break
             if failed:
+                move = _make_move((self, stage, to, at, actor, reason, activities))
                 unmet = _machine._edge_problems(self, deal, edge, move)
                 if unmet:
-                    raise TransitionNotAllowed(deal.id, stage, to, unmet)
+                    raise TransitionNotAllowed(id_, stage, to, unmet)
         # probability precedence (see ProbabilityPolicy)
-        psrc = deal.probability_source
-        if edge.closing or deal.probability is None or psrc not in self._keep:
+        closing = edge.closing
+        if closing or prob is None or psrc not in self._keep:
             prob = edge.probability
             psrc = _STAGE_DEFAULT
-        else:
-            prob = deal.probability
         if source.__class__ is not EventSource:
             source = EventSource(source)
-        v = list(deal)
-        v[_I_STAGE] = to
-        v[_I_STATUS] = edge.status
-        v[_I_PROB] = prob
-        v[_I_PSRC] = psrc
-        v[_I_CAT] = edge.category
-        v[_I_ENTERED] = at
-        v[_I_CLOSED] = at if edge.closing else None
-        if reason is not None and edge.status is _LOST:
-            v[_I_LOST] = reason
+        status = edge.status
+        category = edge.category
+        if reason is not None and status is _LOST:
+            lost_reason = reason
         elif edge.clears_lost:
-            v[_I_LOST] = None
-        v[_I_EVENTS] = events + (
-            edge.event_cls._make((deal.id, at, actor, source, stage, to, prob, psrc, edge.category, reason)),
-        )
-        return _tnew(Deal, v)
+            lost_reason = None
+        return _tnew(Deal, (
+            id_, process, version, name, to, status, amount, close_date, owner_id, account_id,
+            prob, psrc, category, created_at, at, at if closing else None, competitors, lost_reason,
+            contact_ids, product_ids, checklist, custom, external_ids,
+            events + (_tnew(edge.event_cls, (id_, at, actor, source, stage, to, prob, psrc, category, reason)),),
+        ))
 
     def allowed_targets(
         self,
