@@ -360,3 +360,107 @@ def test_retries_are_exhausted_into_typed_errors(crm: InMemoryCrm) -> None:
     with pytest.raises(AuthError):
         bad.pull()
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Pages applied together (a backlog taken at once) give what one page at a time gives
+# ------------------------------------------------------------------------------------------------
+
+
+class _ListAdapter(ReferenceAdapter):
+    """Pipelines from the reference CRM; a fixed list of deal pages."""
+
+    pages: Sequence[Any] = ()
+
+    def pull(self, kind: str, cursor: Any) -> Any:
+        return iter(self.pages if kind == ObjectKind.DEALS else [])
+
+
+def _pull_grouped(crm: InMemoryCrm, pages: list[Any], sizes: list[int], store: Any) -> tuple[Any, SyncEngine]:
+    from unittest import mock
+
+    import salesprocess.sync.engine as engine_mod
+
+    def grouped(it: Any, depth: int) -> Any:
+        items, i, k = list(it), 0, 0
+        while i < len(items):
+            n = sizes[k % len(sizes)]
+            yield items[i:i + n]
+            i, k = i + n, k + 1
+
+    ad = _ListAdapter(crm, token="ref-token-0")
+    ad.pages = pages
+    eng = SyncEngine(store, ad, connection="ref", kinds=[ObjectKind.DEALS], prefetch=1)
+    with mock.patch.object(engine_mod, "_prefetch", grouped):
+        summary = eng.pull()
+    return summary, eng
+
+
+def _history_pages(seed: int) -> tuple[InMemoryCrm, list[Any], list[str]]:
+    rng = random.Random(seed)
+    crm = InMemoryCrm()
+    ids = [crm.create_deal(f"D{i}", rng.choice(crm.open_stage_ids()), amount=rng.choice(["-5", "10", "20"]))
+           for i in range(7)]
+    ref = ReferenceAdapter(crm, token="ref-token-0", page_size=3)
+    pages = list(ref.pull(ObjectKind.DEALS, None))
+    for rid in rng.sample(ids, 4):
+        crm.update_deal(rid, stage=rng.choice(crm.stage_ids()), amount=rng.choice(["-1", "30"]))
+    pages += list(ref.pull(ObjectKind.DEALS, None))  # the same deals again, some changed
+    pages += pages[: rng.randint(0, 2)]  # and a few pages seen twice
+    return crm, pages, ids
+
+
+def _outcome(summary: Any, eng: SyncEngine, ids: list[str]) -> Any:
+    return (
+        summary.as_dict(), [eng.store.find_deal("ref", rid) for rid in ids], eng.bypasses(),
+        sorted((f.record_id, f.code) for f in eng.failures()), eng.cursor(ObjectKind.DEALS),
+    )
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=6), st.integers(0, 2**16))
+def test_pages_applied_together_equal_pages_applied_one_by_one(sizes: list[int], seed: int) -> None:
+    crm, pages, ids = _history_pages(seed)
+    one = _outcome(*_pull_grouped(crm, pages, [1], MemoryStore()), ids)
+    together = _outcome(*_pull_grouped(crm, pages, sizes, MemoryStore()), ids)
+    assert together == one
+
+
+def test_pages_applied_together_on_sqlite(tmp_path: Path) -> None:
+    crm, pages, ids = _history_pages(7)
+    one = _outcome(*_pull_grouped(crm, pages, [1], SQLiteStore(tmp_path / "one.db")), ids)
+    together = _outcome(*_pull_grouped(crm, pages, [len(pages)], SQLiteStore(tmp_path / "all.db")), ids)
+    assert together == one
+
+
+def test_prefetch_hands_over_the_backlog_in_order_and_then_the_error() -> None:
+    import threading
+    import time
+
+    from salesprocess.sync.adapter import Page
+    from salesprocess.sync.engine import _prefetch
+
+    ready = threading.Event()
+    pages = [Page((), {"n": i}) for i in range(6)]
+
+    def produce() -> Any:
+        yield from pages[:1]
+        ready.wait(5)
+        yield from pages[1:]
+        raise RemoteValidationError("boom")
+
+    got: list[list[Any]] = []
+    it = _prefetch(produce(), depth=10, group=1)
+    with pytest.raises(RemoteValidationError):
+        for batch in it:
+            got.append(batch)
+            ready.set()
+    assert [p for b in got for p in b] == pages, "every page, in order, before the error"
+
+    big = [Page(("r1", "r2"), {"n": i}) for i in range(7)]  # type: ignore[arg-type]
+    it2 = _prefetch(iter(big), depth=10, group=4)
+    first = next(it2)
+    time.sleep(0.2)  # the producer fills the queue meanwhile
+    rest = list(it2)
+    assert [p for b in [first, *rest] for p in b] == big
+    assert all(sum(len(p.records) for p in b) <= 4 for b in [first, *rest])
+    assert any(len(b) == 2 for b in rest), "waiting pages come together"

@@ -239,9 +239,16 @@ class _PageCtx:
         return self.seq
 
 
-def _prefetch(pages: Iterator[Page], depth: int) -> Iterator[Page]:
+_GROUP_RECORDS = 1000
+"""Pages waiting in the prefetch queue are applied together, in one transaction, up to this
+many records (a client that fell behind catches up with fewer commits)."""
+
+
+def _prefetch(pages: Iterator[Page], depth: int, group: int = _GROUP_RECORDS) -> Iterator[list[Page]]:
     """Fetch pages in a background thread, ``depth`` ahead of the consumer, so that network
-    waits overlap with applying pages to the store."""
+    waits overlap with applying pages to the store. Each item is one page, plus the pages
+    already waiting behind it (up to ``group`` records): when applying falls behind fetching,
+    the consumer takes the backlog at once instead of one page at a time."""
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -268,14 +275,26 @@ def _prefetch(pages: Iterator[Page], depth: int) -> Iterator[Page]:
     t = threading.Thread(target=produce, name="salesprocess-sync-prefetch", daemon=True)
     t.start()
     try:
-        while True:
-            what, value = q.get()
-            if what == "page":
-                yield value
-            elif what == "error":
-                raise value
-            else:
-                return
+        what, value = q.get()
+        while what == "page":
+            batch: list[Page] = [value]
+            size = len(value.records)
+            what, value = "", None
+            while size < group:
+                try:
+                    what, value = q.get_nowait()
+                except queue.Empty:
+                    break
+                if what != "page":
+                    break
+                batch.append(value)
+                size += len(value.records)
+                what, value = "", None
+            yield batch  # the pages before an error are applied, then the error is raised
+            if not what:
+                what, value = q.get()
+        if what == "error":
+            raise value
     finally:
         stop.set()
         with suppress(queue.Empty):
@@ -301,7 +320,9 @@ class SyncEngine:
     :param currency: the currency of CRM amounts that come without one.
     :param owners: CRM owner id → local rep id (unlisted owners keep the CRM's id).
     :param max_attempts: pushes a record may fail before it is parked.
-    :param prefetch: pages fetched ahead in a background thread (0 to fetch inline).
+    :param prefetch: pages fetched ahead in a background thread (0 to fetch inline); pages
+        already waiting when the engine is ready for the next are applied together, in one
+        transaction (each with its own cursor, conflicts and bypasses, as if one by one).
     :param kinds: the object kinds to pull (default: every kind the adapter supports).
     """
 
@@ -320,7 +341,7 @@ class SyncEngine:
         owners: Mapping[str, str] | None = None,
         max_attempts: int = 5,
         actor: str | None = None,
-        prefetch: int = 2,
+        prefetch: int = 4,
         kinds: Iterable[str] | None = None,
     ) -> None:
         if not connection or "/" in connection:
@@ -480,15 +501,15 @@ class SyncEngine:
             # meets a deal after all is redone with lookups)
             self._fresh = kind == ObjectKind.DEALS and self.store.count_deals(external_source=self.source) == 0
             it = self.adapter.pull(kind, self.cursor(kind))
-            if self.prefetch > 0:
-                it = _prefetch(it, self.prefetch)
-            for page in it:
-                ctx = self._apply_page(kind, page, dry)
-                kc.add(ctx.counts)
-                changes.extend(ctx.changes)
-                pages += 1
-                if progress is not None:
-                    progress(kind, len(page.records))
+            batches: Iterator[list[Page]] = (
+                _prefetch(it, self.prefetch) if self.prefetch > 0 else ([p] for p in it))
+            for batch in batches:
+                for page, ctx in zip(batch, self._apply_pages(kind, batch, dry), strict=True):
+                    kc.add(ctx.counts)
+                    changes.extend(ctx.changes)
+                    pages += 1
+                    if progress is not None:
+                        progress(kind, len(page.records))
             # records that failed in an earlier pull and did not come again: try them once more
             for ctx in self._retry_failures(kind, dry, skip=self._touched):
                 kc.add(ctx.counts)
@@ -508,56 +529,80 @@ class SyncEngine:
         for i in range(0, len(stored), 100):
             chunk = stored[i:i + 100]
             records = tuple(decode_record(d["record"]) for _, d in chunk)
-            yield self._apply_records(kind, records, None, dry, retrying=True)
+            yield self._apply_records(kind, [(records, None)], dry, retrying=True)[0]
 
-    def _apply_page(self, kind: str, page: Page, dry: bool) -> _PageCtx:
-        newest: dict[str, RemoteRecord] = {}
-        for r in page.records:
-            have = newest.get(r.id)
-            if have is None or r.modified_at >= have.modified_at:
-                newest[r.id] = r
-        ctx = self._apply_records(kind, tuple(newest.values()), page.cursor, dry)
-        ctx.counts.fetched = len(page.records)
-        return ctx
+    def _apply_pages(self, kind: str, pages: Sequence[Page], dry: bool) -> list[_PageCtx]:
+        """Apply pages in order, in one transaction; one context per page."""
+        parts = []
+        for page in pages:
+            newest: dict[str, RemoteRecord] = {}
+            for r in page.records:
+                have = newest.get(r.id)
+                if have is None or r.modified_at >= have.modified_at:
+                    newest[r.id] = r
+            parts.append((tuple(newest.values()), page.cursor))
+        ctxs = self._apply_records(kind, parts, dry)
+        for page, ctx in zip(pages, ctxs, strict=True):
+            ctx.counts.fetched = len(page.records)
+        return ctxs
 
     def _apply_records(
-        self, kind: str, records: tuple[RemoteRecord, ...], cursor: Mapping[str, Any] | None,
+        self, kind: str, parts: Sequence[tuple[tuple[RemoteRecord, ...], Mapping[str, Any] | None]],
         dry: bool, retrying: bool = False,
-    ) -> _PageCtx:
+    ) -> list[_PageCtx]:
+        """Apply each part (records and the cursor after them) as a page of its own, all in
+        one transaction: the result is the same as one transaction per part, with one commit."""
         attempt = 0
+        failed_keys, touched = set(self._failed_keys), set(self._touched)
         while True:
             attempt += 1
             try:
                 with self.store.transaction():
                     self._optimistic = self._fresh and attempt == 1 and not dry
                     state = self._state()
-                    ctx = _PageCtx(kind, int(state.get("seq", 0)))
-                    for rec in records:
-                        self._apply_one(kind, rec, ctx, dry, retrying)
-                    if ctx.saves:
-                        self.store.save_deals(ctx.saves.values())
-                    for deal_id in ctx.enqueue:
-                        if self.outbox.get(deal_id) is None:
-                            self.outbox.enqueue(self.store.get_deal(deal_id))
-                    if ctx.conflicts:  # one report document per page
-                        self.store.put_document(CONFLICT, self._key(f"{ctx.conflicts[0].seq:012d}"),
-                                                {"items": [c.to_doc() for c in ctx.conflicts]})
-                    if ctx.bypasses:
-                        self.store.put_document(BYPASS, self._key(f"{ctx.bypasses[0][0].seq:012d}"),
-                                                {"items": [b.to_doc() for b, _ in ctx.bypasses]})
+                    seq = int(state.get("seq", 0))
+                    ctxs: list[_PageCtx] = []
+                    cursor: Mapping[str, Any] | None = None
+                    for records, part_cursor in parts:
+                        ctx = _PageCtx(kind, seq)
+                        self._apply_part(kind, records, ctx, dry, retrying)
+                        seq = ctx.seq
+                        ctxs.append(ctx)
+                        if part_cursor is not None:
+                            cursor = part_cursor
                     if cursor is not None:
                         self.store.put_document(CURSOR, self._key(kind), dict(cursor))
                     state = self._state()
-                    state["seq"] = max(ctx.seq, int(state.get("seq", 0)))
+                    state["seq"] = max(seq, int(state.get("seq", 0)))
                     self.store.put_document(STATE, self.connection, state)
             except ConflictError:
                 if dry or attempt >= 3:
                     raise
-                continue  # a deal existed after all, or a local writer changed one: redo the page
+                # a deal existed after all, or a local writer changed one: redo the pages from
+                # what was known before them (the rolled-back attempt's failures are undone too)
+                self._failed_keys, self._touched = set(failed_keys), set(touched)
+                continue
             break
         if not dry:
-            self._notify(ctx)
-        return ctx
+            for ctx in ctxs:
+                self._notify(ctx)
+        return ctxs
+
+    def _apply_part(self, kind: str, records: tuple[RemoteRecord, ...], ctx: _PageCtx, dry: bool,
+                    retrying: bool) -> None:
+        for rec in records:
+            self._apply_one(kind, rec, ctx, dry, retrying)
+        if ctx.saves:
+            self.store.save_deals(ctx.saves.values())
+        for deal_id in ctx.enqueue:
+            if self.outbox.get(deal_id) is None:
+                self.outbox.enqueue(self.store.get_deal(deal_id))
+        if ctx.conflicts:  # one report document per page
+            self.store.put_document(CONFLICT, self._key(f"{ctx.conflicts[0].seq:012d}"),
+                                    {"items": [c.to_doc() for c in ctx.conflicts]})
+        if ctx.bypasses:
+            self.store.put_document(BYPASS, self._key(f"{ctx.bypasses[0][0].seq:012d}"),
+                                    {"items": [b.to_doc() for b, _ in ctx.bypasses]})
 
     def _notify(self, ctx: _PageCtx) -> None:
         if self.app is None:
