@@ -203,3 +203,42 @@ def test_a_migration_that_keeps_the_stage_does_not_split_a_stay():
         assert got == want
         assert got.stage("demo").median_days == 4  # one stay: day 1 to day 5
         s.close()
+
+
+def test_sqlite_sorts_spill_to_disk_during_a_kpi_call_and_settings_come_back(tmp_path):
+    """The KPI queries run with temporary files and a bounded cache (so a whole-table sort does
+    not sit in memory); the store's own settings are back afterwards, and a call inside a
+    transaction (where SQLite refuses the switch) still answers, with the same numbers."""
+    import salesprocess_adapters.kpi_sql as kpi_sql
+
+    s = SQLiteStore(tmp_path / "s.sqlite")
+    _fill(s, [won(f"d{i}", "r1", T0, T0 + timedelta(days=10 * i), f"{100 * i}") for i in range(1, 6)])
+    before = (s.query("PRAGMA temp_store"), s.query("PRAGMA cache_size"))
+    seen: list[Any] = []
+    run = kpi_sql._SQLite.run
+
+    def spy(self: Any, sql: str, params: Any) -> Any:
+        seen.append((self.store.query("PRAGMA temp_store")[0][0],
+                     self.store.query("PRAGMA cache_size")[0][0]))  # fmt: skip
+        return run(self, sql, params)
+
+    kpi_sql._SQLite.run = spy  # type: ignore[method-assign]
+    try:
+        t = compute(s, ["win_rate", "median_cycle_days"], by=["owner"], engine="sql")
+        (f,) = funnel(s, engine="sql")
+        assert seen
+        assert set(seen) == {(1, -kpi_sql._SQLITE_SORT_KIB)}
+        assert (s.query("PRAGMA temp_store"), s.query("PRAGMA cache_size")) == before
+        with s.transaction():
+            assert compute(s, ["win_rate", "median_cycle_days"], by=["owner"], engine="sql") == t
+            assert funnel(s, engine="sql") == [f]
+        assert (s.query("PRAGMA temp_store"), s.query("PRAGMA cache_size")) == before
+        # temporary tables of the caller survive: the switch is skipped while they exist
+        s.query("CREATE TEMP TABLE mine (x)")
+        seen.clear()
+        compute(s, ["win_rate"], by=["owner"], engine="sql")
+        assert {ts for ts, _ in seen} == {2}
+        assert s.query("SELECT COUNT(*) FROM temp.mine") == [(0,)]
+    finally:
+        kpi_sql._SQLite.run = run  # type: ignore[method-assign]
+        s.close()

@@ -14,12 +14,13 @@ stores that declare :attr:`~salesprocess.store.Capability.SQL_PUSHDOWN`. Both ra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from salesprocess.errors import CurrencyMismatchError, KpiError, Problem
+from salesprocess.errors import CurrencyMismatchError, KpiError, Problem, StoreError
 from salesprocess.kpi import stats
 from salesprocess.kpi.builtins import velocity_from
 from salesprocess.kpi.engine import KpiRow, KpiTable, _resolve
@@ -63,6 +64,9 @@ _MULTI = ("product", "product_family")
 _STATUS_KINDS = ("created", "stage_changed", "won", "lost", "reopened")
 _HALF, _P75, _P90 = Decimal("0.5"), Decimal("0.75"), Decimal("0.9")
 _FRACTIONS = {_HALF: (1, 2), _P75: (3, 4), _P90: (9, 10)}
+_SQLITE_SORT_KIB = 16_384
+"""SQLite's page cache while the KPI queries run, in KiB; its sorter spills sorted runs of this
+size to temporary files (see :meth:`_SQLite.session`)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -81,6 +85,11 @@ class _Dialect:
 
     def q(self, sql: str) -> str:
         return sql
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Connection settings for the duration of one KPI call (restored afterwards)."""
+        yield
 
     # values
     def j(self, col: str, *path: str | int) -> str:
@@ -126,6 +135,44 @@ class _Dialect:
 
 class _SQLite(_Dialect):
     name = "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Bounded memory for the whole-table sorts of the KPI queries.
+
+        With ``temp_store = MEMORY`` SQLite's sorter never spills: grouping or windowing nine
+        million events sorts them all in the process's memory (a gigabyte for a million deals).
+        With temporary files it sorts runs the size of the page cache and merges them from disk,
+        so the cache size bounds the sort. Both settings are put back afterwards. Inside a
+        transaction (SQLite refuses to change ``temp_store`` there) or while the connection holds
+        temporary tables (changing it would drop them) the store's settings are kept.
+        """
+        st = self.store
+        undo: list[str] = []
+        try:
+            (temp,), = st.query("PRAGMA temp_store")
+            (cache,), = st.query("PRAGMA cache_size")
+            if int(temp) == 2 and not st.query("SELECT 1 FROM temp.sqlite_master LIMIT 1"):
+                st.query("PRAGMA temp_store = FILE")
+                undo.append(f"PRAGMA temp_store = {int(temp)}")
+            if int(cache) < 0:
+                kib = -int(cache)
+            else:
+                (page,), = st.query("PRAGMA page_size")
+                kib = int(cache) * int(page) // 1024
+            if kib > _SQLITE_SORT_KIB:
+                st.query(f"PRAGMA cache_size = -{_SQLITE_SORT_KIB}")
+                undo.append(f"PRAGMA cache_size = {int(cache)}")
+        except StoreError:
+            pass  # in a transaction: run with the store's settings
+        try:
+            yield
+        finally:
+            for sql in reversed(undo):
+                try:
+                    st.query(sql)
+                except StoreError:  # pragma: no cover - the connection went away
+                    pass
 
     @staticmethod
     def _path(path: Sequence[str | int]) -> str:
@@ -507,6 +554,27 @@ def compute(
     registry: KpiRegistry,
 ) -> KpiTable:
     """:func:`salesprocess.kpi.compute` in the database; :class:`Unsupported` when it cannot."""
+    with dialect_of(store).session():
+        return _compute(store, metrics, by=by, period=period, window=window, asof=asof, tz=tz,
+                        where=where, currency=currency, fiscal=fiscal, inputs=inputs,
+                        registry=registry)  # fmt: skip
+
+
+def _compute(
+    store: Any,
+    metrics: Sequence[str],
+    *,
+    by: Sequence[str],
+    period: PeriodKind | str | None,
+    window: Period | None,
+    asof: datetime | None,
+    tz: tzinfo,
+    where: Mapping[str, frozenset[str | None]],
+    currency: str | None,
+    fiscal: FiscalCalendar,
+    inputs: KpiInputs | None,
+    registry: KpiRegistry,
+) -> KpiTable:
     if inputs is not None and inputs.available():
         raise Unsupported("KPI inputs are not in the database")
     kpis, pk = _resolve(registry, metrics, by, where, period, inputs or KpiInputs())
@@ -598,6 +666,7 @@ def compute(
             c = cell(_key(r, n), int(r[n]))
             (c["won"], c["lost"], c["won_n_amt"], c["won_sum"], c["cur_min"], c["cur_max"],
              c["won_cyc"], c["closed_cyc"]) = r[n + 1:]  # fmt: skip
+        del rows  # the raw rows go before the result rows are built
     pct_specs: list[tuple[str, str, str, Decimal]] = []
     for nm, val, cond, p in (
         ("median_won_deal_size", "amt", "status = 'won' AND amt IS NOT NULL", _HALF),
@@ -633,12 +702,14 @@ def compute(
                 c[nm + "#n"] = int(r[n + 1])
                 if val == "amt":
                     c[nm + "#cur"] = (r[n + 4], r[n + 5])
+            del rows
     if parts and "new_deals" in names:
         case, cps = _part_case(dl, "k.created_at", parts, tz)
         rows = q(f"SELECT {kcs}p, COUNT(*) FROM (SELECT k.*, {case} AS p FROM k) x "
                  f"WHERE p IS NOT NULL GROUP BY {kcs}p", kk, ("", cps))  # fmt: skip
         for r in rows:
             cell(_key(r, n), int(r[n]))["new"] = int(r[n + 1])
+        del rows
     snap_names = names & {"open_pipeline_count", "open_pipeline_value", "weighted_pipeline_value",
                           "pipeline_velocity"}  # fmt: skip
     if snap_names:
@@ -650,7 +721,7 @@ def compute(
     rows_out: list[KpiRow] = []
     for g in groups:
         for i in range(len(parts)):
-            c = cells.get((g, i), {})
+            c = cells.pop((g, i), {})  # each cell freed once its row is built
             key = _row_key(out_by, g, parts[i])
             desc = _Desc(key)
             values: dict[str, Value] = {}
@@ -850,6 +921,20 @@ def funnel(
     tz: tzinfo,
 ) -> list[Funnel]:
     """:func:`salesprocess.kpi.funnel` in the database; :class:`Unsupported` when it cannot."""
+    with dialect_of(store).session():
+        return _funnel(store, process=process, window=window, asof=asof, by=by, where=where, tz=tz)
+
+
+def _funnel(
+    store: Any,
+    *,
+    process: Any,
+    window: Period | None,
+    asof: datetime | None,
+    by: Sequence[str],
+    where: Mapping[str, frozenset[str | None]],
+    tz: tzinfo,
+) -> list[Funnel]:
     for d in (*by, *where):
         if d not in SQL_DIMENSIONS:
             raise Unsupported(f"dimension {d!r} has no SQL form")
