@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["AdapterSpec", "SalesProcess"]
 
 ADAPTER_KINDS = ("store", "crm", "notifier")
+_NO_EXEC = object()
+_BEFORE_ARGS = ("process", "deal", "target", "at", "actor", "reason")
+_AFTER_ARGS = ("process", "before", "after", "events")
 
 
 @attrs.frozen
@@ -79,6 +82,8 @@ class SalesProcess:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         self.pm = pm
+        # pluggy's own hook executor; tracing and call monitoring replace it (see _single_impl)
+        self._plain_exec: object = getattr(pm, "_inner_hookexec", _NO_EXEC)
         for name in block:
             pm.set_blocked(name)
         self.register(_ShippedProcesses(), name="salesprocess.processes")
@@ -140,11 +145,41 @@ class SalesProcess:
         self._has_before = bool(h.salesprocess_before_transition.get_hookimpls())
         self._has_after = bool(h.salesprocess_after_transition.get_hookimpls())
         self._has_saved = bool(h.salesprocess_deal_saved.get_hookimpls())
+        self._before_impl = self._single_impl(h.salesprocess_before_transition, _BEFORE_ARGS)
+        self._after_impl = self._single_impl(h.salesprocess_after_transition, _AFTER_ARGS)
         self._guards: GuardRegistry | None = None
         self._kpis: KpiRegistry | None = None
         self._adapters: dict[tuple[str, str], AdapterSpec] | None = None
         self._processes: dict[str, Callable[[GuardRegistry], Process]] | None = None
         self._risk_signals: Any = None
+
+    def _single_impl(self, caller: pluggy.HookCaller, argnames: tuple[str, ...]) -> Any:
+        """The hook's only implementation when calling it directly is what pluggy would do: one
+        plain implementation (no wrapper) taking every argument in the spec's order. ``None``
+        otherwise; the hook is then called through pluggy."""
+        if self._plain_exec is _NO_EXEC:
+            return None
+        impls = caller.get_hookimpls()
+        if len(impls) != 1:
+            return None
+        impl = impls[0]
+        if (
+            impl.wrapper or impl.hookwrapper or impl.kwargnames
+            or tuple(impl.argnames) != argnames
+        ):
+            return None
+        return impl
+
+    def _direct(self, caller: pluggy.HookCaller, impl: Any) -> Callable[..., Any] | None:
+        """``impl.function`` if ``impl`` is still the hook's only implementation and no tracing or
+        monitoring wraps hook calls (plugins may be registered on ``pm`` directly)."""
+        impls: Sequence[Any] = getattr(caller, "_hookimpls", ())
+        if (
+            len(impls) == 1 and impls[0] is impl
+            and getattr(self.pm, "_inner_hookexec", None) is self._plain_exec
+        ):
+            return impl.function  # type: ignore[no-any-return]
+        return None
 
     # --- contributions ---------------------------------------------------------------------------
     @property
@@ -285,21 +320,33 @@ class SalesProcess:
             deal, to, at=at, actor=actor, reason=reason, source=source, activities=activities
         )
         if self._has_before:
-            vetoes = [
-                v
-                for v in self.pm.hook.salesprocess_before_transition(
-                    process=process, deal=deal, target=to, at=at, actor=actor, reason=reason
-                )
-                if v
-            ]
+            hook = self.pm.hook.salesprocess_before_transition
+            impl = self._before_impl
+            fn = None if impl is None else self._direct(hook, impl)
+            if fn is not None:
+                v = fn(process, deal, to, at, actor, reason)
+                vetoes = [v] if v else []
+            else:
+                vetoes = [
+                    v
+                    for v in hook(
+                        process=process, deal=deal, target=to, at=at, actor=actor, reason=reason
+                    )
+                    if v
+                ]
             if vetoes:
                 raise TransitionNotAllowed(
                     deal.id, deal.stage, to, [Problem("veto", "veto", str(v)) for v in vetoes]
                 )
         if self._has_after:
-            self.pm.hook.salesprocess_after_transition(
-                process=process, before=deal, after=after, events=after.events_since(deal)
-            )
+            hook = self.pm.hook.salesprocess_after_transition
+            events = after.events[len(deal.events):]
+            impl = self._after_impl
+            fn = None if impl is None else self._direct(hook, impl)
+            if fn is not None:
+                fn(process, deal, after, events)
+            else:
+                hook(process=process, before=deal, after=after, events=events)
         return after
 
     def check(self, process: Process, deal: Deal, to: str, **kw: Any) -> list[Problem]:
