@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .errors import PluginValidationError
+from .model import Deal as _Deal
 
 if TYPE_CHECKING:
     from .model import Activity, Deal
@@ -114,12 +115,14 @@ class GuardRegistry(Mapping[str, GuardSpec]):
 # --- built-in guards ------------------------------------------------------------------------
 
 
+_I_AMOUNT = _Deal._fields.index("amount")
+
 # Checks that read only the deal. The stage machine's hot path calls these directly (no Move is
 # built); the registered guards below wrap them, so both paths give the same answer.
 
 
 def _amount_problem(deal: Deal) -> str | None:
-    amount = deal.amount
+    amount = deal[_I_AMOUNT]
     if amount is None or amount.amount <= 0:
         return "the deal needs a positive amount"
     return None

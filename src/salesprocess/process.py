@@ -229,6 +229,7 @@ class _Edge:
         "guard_funcs",
         "guards",
         "has_checks",
+        "outcome",
         "probability",
         "source",
         "status",
@@ -279,6 +280,11 @@ class _Edge:
             else None
         )
         self.clears_lost = src.is_closed and dst.kind is StageKind.OPEN  # a reopen clears it
+        # what a move along this edge writes, read by the hot path in one go
+        self.outcome: tuple[bool, Rate, DealStatus, ForecastCategory, bool, type[StageChanged]] = (
+            self.closing, self.probability, self.status, self.category, self.clears_lost,
+            self.event_cls,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,6 +320,7 @@ class Process:
     _by_key: dict[str, Stage] = attrs.field(init=False)
     _order: dict[str, int] = attrs.field(init=False)
     _edges: dict[tuple[str, str], _Edge] = attrs.field(init=False)
+    _edges_from: dict[str, dict[str, _Edge]] = attrs.field(init=False)
     _targets: dict[str, tuple[str, ...]] = attrs.field(init=False)
     _keep: frozenset[EventSource] = attrs.field(init=False)
     _opening: dict[str, tuple[DealStatus, Rate, ForecastCategory]] = attrs.field(init=False)
@@ -328,6 +335,10 @@ class Process:
         object.__setattr__(self, "_order", {s.key: i for i, s in enumerate(self.stages)})
         edges = {(t.source, t.target): _Edge(self, t) for t in self.effective_transitions()}
         object.__setattr__(self, "_edges", edges)
+        edges_from: dict[str, dict[str, _Edge]] = {s.key: {} for s in self.stages}
+        for (src, dst), e in edges.items():
+            edges_from[src][dst] = e
+        object.__setattr__(self, "_edges_from", edges_from)
         targets: dict[str, list[str]] = {s.key: [] for s in self.stages}
         for src, dst in edges:
             targets[src].append(dst)
@@ -492,7 +503,10 @@ class Process:
                 f"deal {id_}: move at {at.isoformat()} is earlier than its last change "
                 f"at {last.isoformat()}"
             )
-        edge = self._edges.get((stage, to))
+        try:
+            edge = self._edges_from[stage].get(to)
+        except KeyError:  # a stage this process does not have
+            edge = None
         if edge is None:
             raise TransitionNotAllowed(id_, stage, to, _machine._missing_edge(self, deal, to))
         if edge.has_checks:
@@ -509,24 +523,22 @@ class Process:
                 unmet = _machine._edge_problems(self, deal, edge, move)
                 if unmet:
                     raise TransitionNotAllowed(id_, stage, to, unmet)
+        closing, stage_prob, status, category, clears_lost, event_cls = edge.outcome
         # probability precedence (see ProbabilityPolicy)
-        closing = edge.closing
         if closing or prob is None or psrc not in self._keep:
-            prob = edge.probability
+            prob = stage_prob
             psrc = _STAGE_DEFAULT
         if source.__class__ is not EventSource:
             source = EventSource(source)
-        status = edge.status
-        category = edge.category
         if reason is not None and status is _LOST:
             lost_reason = reason
-        elif edge.clears_lost:
+        elif clears_lost:
             lost_reason = None
         return _tnew(Deal, (
             id_, process, version, name, to, status, amount, close_date, owner_id, account_id,
             prob, psrc, category, created_at, at, at if closing else None, competitors, lost_reason,
             contact_ids, product_ids, checklist, custom, external_ids,
-            events + (_tnew(edge.event_cls, (id_, at, actor, source, stage, to, prob, psrc, category, reason)),),
+            events + (_tnew(event_cls, (id_, at, actor, source, stage, to, prob, psrc, category, reason)),),
         ))
 
     def allowed_targets(
