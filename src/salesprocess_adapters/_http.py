@@ -241,9 +241,13 @@ class HttpClient:
             verdict: Verdict
             resp: Response | None = None
             try:
-                raw = self._client.request(
-                    method, self.url(path), params=params, content=body_bytes, data=form, headers=hdrs,
-                )
+                try:
+                    raw = self._client.request(
+                        method, self.url(path), params=params, content=body_bytes, data=form, headers=hdrs,
+                    )
+                finally:
+                    if lim is not None:
+                        lim.answered()  # before the body is parsed: the call is over for the server
             except httpx_.TimeoutException:
                 verdict = Verdict("retry", RemoteUnavailable(f"{what}: the {self.vendor.name} API timed out"))
             except httpx_.TransportError as e:

@@ -173,6 +173,11 @@ class RateLimiter:
         with self._lock:
             self._hold_until = max(self._hold_until, self._clock() + max(0.0, seconds))
 
+    def answered(self) -> None:
+        """Called when the latest call ended (answered, or failed on the way). This limiter
+        counts calls from their start and ignores it; a limiter that counts calls from their
+        answer stamps the call here."""
+
     def observe(self, remaining: int | None) -> None:
         """Take the vendor's ``remaining`` count into account: when the vendor has less room left
         than this limiter thinks (another client shares the quota), count the difference as calls
