@@ -209,6 +209,21 @@ def test_interrupted_pull_resumes_after_its_locator_expired(fake: SalesforceFake
     assert {d.external_ids["sf"] for d in store.deals()} == set(ids)
 
 
+def test_locators_expiring_while_paging_restart_the_query_from_the_cursor(clock: ManualClock) -> None:
+    # every locator outlives only one second, and the client waits a second between calls:
+    # each next page is refused and the query starts again from the newest instant seen
+    fake = SalesforceFake(monotonic=clock.now, min_batch_size=1)
+    ids = [fake.create_deal(f"O{i}") for i in range(7)]
+    ad = make_adapter(fake, clock, page_size=2, rate_limit=(1, 1.0))
+    eng = engine(fake, clock, adapter=ad, kinds=[ObjectKind.DEALS])
+    eng.mapping  # noqa: B018  (the stage listing pages through locators too)
+    fake.locator_ttl = 0.5
+    s = eng.pull()
+    assert (s.created, s.failed) == (7, 0)
+    assert {d.external_ids["sf"] for d in eng.store.deals()} == set(ids)
+    assert fake.status_counts["400"] >= 3, "the locators did expire"
+
+
 def test_invalid_session_refreshes_once(fake: SalesforceFake, clock: ManualClock) -> None:
     fake.create_deal("O")
     ad = make_adapter(fake, clock, refresh_token="5Aep-fake-refresh", client_id="fake-consumer-key",

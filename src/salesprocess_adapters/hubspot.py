@@ -60,6 +60,7 @@ from salesprocess.sync.timing import RateLimiter, RetryPolicy, Secret
 
 from ._http import HttpClient, Response, VendorPolicy, Verdict
 from ._pacing import paced
+from ._readahead import read_ahead
 
 __all__ = ["ENGAGEMENT_TYPES", "HubSpotAdapter", "HubSpotPolicy"]
 
@@ -80,6 +81,12 @@ def parse_time(v: str | None) -> datetime | None:
 
 def _change_time(change: tuple[datetime | None, str]) -> datetime:
     return change[0] or _EPOCH
+
+
+def _next_after(body: Mapping[str, Any]) -> str | None:
+    """The cursor of the next list page, or ``None`` on the last one."""
+    nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
+    return str(nxt) if nxt else None
 
 
 def to_ms(at: datetime) -> int:
@@ -326,21 +333,27 @@ class HubSpotAdapter:
                 params["propertiesWithHistory"] = "dealstage"
             if self._assoc_types(t):
                 params["associations"] = ",".join(self._assoc_types(t))
-            while True:
-                if after:
-                    params["after"] = after
-                r = self.http.request("GET", f"/crm/v3/objects/{t}", params=params, what=f"list {t}")
-                body = r.body or {}
+
+            def page_after(after: str | None) -> Callable[[], dict[str, Any]]:
+                def fetch() -> dict[str, Any]:
+                    p = {**params, "after": after} if after else params
+                    body = self.http.request("GET", f"/crm/v3/objects/{t}", params=p, what=f"list {t}").body
+                    return body if isinstance(body, dict) else {}
+                return fetch
+
+            def follow(body: dict[str, Any]) -> Callable[[], dict[str, Any]] | None:
+                nxt = _next_after(body)
+                return page_after(nxt) if nxt else None
+
+            # the next page is requested while this one is converted and handed on
+            for body in read_ahead(page_after(after), follow, name=f"hubspot-{t}"):
                 records = [convert(o) for o in body.get("results", [])]
-                nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
+                nxt = _next_after(body)
                 if nxt:
-                    cur = {"phase": "list", "after": str(nxt), "mark": mark}
-                    yield Page(tuple(records), cur)
-                    after = str(nxt)
-                    continue
-                cur = {"phase": "search", "ts": mark["ts"], "ids": list(mark["ids"])}
+                    cur = {"phase": "list", "after": nxt, "mark": mark}
+                else:
+                    cur = {"phase": "search", "ts": mark["ts"], "ids": list(mark["ids"])}
                 yield Page(tuple(records), cur)
-                break
         ts = int(cur.get("ts", 0))
         seen = set(cur.get("ids", ()))
         drain: str | None = cur.get("drain")

@@ -59,11 +59,14 @@ from salesprocess.sync.timing import RetryPolicy, Secret
 
 from ._http import HttpClient, Response, VendorPolicy, Verdict
 from ._pacing import paced
+from ._readahead import read_ahead
 
 __all__ = ["PIPELINE_ID", "SalesforceAdapter", "SalesforcePolicy", "parse_sf_time"]
 
 PIPELINE_ID = "Opportunity"
 """The id of the one org-wide pipeline the adapter reports (stages from OpportunityStage)."""
+_EXPIRED: Any = object()
+"""What a next-page fetch returns when Salesforce says its query locator expired."""
 _RETRIABLE_ROWS = frozenset({"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "REQUEST_RUNNING_TOO_LONG"})
 
 
@@ -289,41 +292,58 @@ class SalesforceAdapter:
         ts = parse_sf_time(cur.get("ts"))
         seen = set(cur.get("ids", ()))
         nxt: str | None = cur.get("next")
-        while True:
-            if nxt:
+
+        def more(locator: str) -> Callable[[], Any]:
+            def fetch() -> Any:
                 try:
-                    body = self._get(nxt, what=f"query {obj} (next page)")
+                    return self._get(locator, what=f"query {obj} (next page)")
                 except RemoteValidationError as e:
                     if e.vendor_code != "INVALID_QUERY_LOCATOR":
                         raise
-                    nxt = None  # the locator expired: query again from the cursor's instant
-                    continue
+                    return _EXPIRED
+            return fetch
+
+        def follow(body: Any) -> Callable[[], Any] | None:
+            if not isinstance(body, dict) or body.get("done", True):
+                return None
+            locator = body.get("nextRecordsUrl")
+            return more(locator) if locator else None
+
+        while True:
+            if nxt:
+                first = more(nxt)
             else:
                 where = "" if ts is None else f" WHERE SystemModstamp >= {_soql_time(ts)}"
-                body = self._get(f"{self.api}/query",
-                                 {"q": f"SELECT {fields} FROM {obj}{where} ORDER BY SystemModstamp, Id"},
-                                 what=f"query {obj}")
-            records = body.get("records", []) if isinstance(body, dict) else []
-            done = bool(body.get("done", True)) if isinstance(body, dict) else True
-            nxt = None if done else body.get("nextRecordsUrl")
-            stamped = []
-            for rec in records:
-                at = parse_sf_time(rec.get("SystemModstamp"))
-                if at is None:
-                    raise RemoteUnavailable(f"Salesforce {obj} {rec.get('Id')} came without SystemModstamp")
-                stamped.append((at, str(rec["Id"]), rec))
-            fresh = [rec for at, rid, rec in stamped if not (at == ts and rid in seen)]
-            if stamped:
-                top = max(at for at, _, _ in stamped)
-                if ts is None or top > ts:
-                    ts, seen = top, {rid for at, rid, _ in stamped if at == top}
-                else:
-                    seen |= {rid for at, rid, _ in stamped if at == top}
-            state: dict[str, Any] = {"ts": None if ts is None else ts.isoformat(), "ids": sorted(seen), "next": nxt}
-            if fresh or stamped:
-                yield Page(tuple(convert(r) for r in fresh), state)
-            if done:
-                return
+                soql = f"SELECT {fields} FROM {obj}{where} ORDER BY SystemModstamp, Id"
+                first = partial(self._get, f"{self.api}/query", {"q": soql}, what=f"query {obj}")
+            # the next page is requested while this one is converted and handed on
+            for body in read_ahead(first, follow, name=f"salesforce-{obj}"):
+                if body is _EXPIRED:
+                    break
+                records = body.get("records", []) if isinstance(body, dict) else []
+                done = bool(body.get("done", True)) if isinstance(body, dict) else True
+                nxt = None if done else body.get("nextRecordsUrl")
+                stamped = []
+                for rec in records:
+                    at = parse_sf_time(rec.get("SystemModstamp"))
+                    if at is None:
+                        raise RemoteUnavailable(f"Salesforce {obj} {rec.get('Id')} came without SystemModstamp")
+                    stamped.append((at, str(rec["Id"]), rec))
+                fresh = [rec for at, rid, rec in stamped if not (at == ts and rid in seen)]
+                if stamped:
+                    top = max(at for at, _, _ in stamped)
+                    if ts is None or top > ts:
+                        ts, seen = top, {rid for at, rid, _ in stamped if at == top}
+                    else:
+                        seen |= {rid for at, rid, _ in stamped if at == top}
+                state: dict[str, Any] = {"ts": None if ts is None else ts.isoformat(), "ids": sorted(seen), "next": nxt}
+                if fresh or stamped:
+                    yield Page(tuple(convert(r) for r in fresh), state)
+                if done:
+                    return
+            else:
+                return  # the chain ended without a last page (an empty answer)
+            nxt = None  # the locator expired: query again from the cursor's instant
 
     # --- converters --------------------------------------------------------------------------------
     def _deal(self, r: Mapping[str, Any]) -> RemoteDeal:
