@@ -229,7 +229,7 @@ class _Edge:
         "guard_funcs",
         "guards",
         "has_checks",
-        "outcome",
+        "hot",
         "probability",
         "source",
         "status",
@@ -280,8 +280,13 @@ class _Edge:
             else None
         )
         self.clears_lost = src.is_closed and dst.kind is StageKind.OPEN  # a reopen clears it
-        # what a move along this edge writes, read by the hot path in one go
-        self.outcome: tuple[bool, Rate, DealStatus, ForecastCategory, bool, type[StageChanged]] = (
+        # what the hot path needs, read in one go: the deal-only checks to run (empty when the edge
+        # has no checks, None when the general check is needed), then what the move writes
+        self.hot: tuple[
+            tuple[DealCheck, ...] | None, bool, Rate, DealStatus, ForecastCategory, bool,
+            type[StageChanged],
+        ] = (
+            self.deal_checks if self.has_checks else (),
             self.closing, self.probability, self.status, self.category, self.clears_lost,
             self.event_cls,
         )
@@ -509,21 +514,18 @@ class Process:
             edge = None
         if edge is None:
             raise TransitionNotAllowed(id_, stage, to, _machine._missing_edge(self, deal, to))
-        if edge.has_checks:
-            checks = edge.deal_checks
-            failed = True
-            if checks is not None:  # built-in guards that read only the deal: no Move needed
-                failed = False
-                for check in checks:
-                    if check(deal):
-                        failed = True
-                        break
-            if failed:
-                move = _make_move((self, stage, to, at, actor, reason, activities))
-                unmet = _machine._edge_problems(self, deal, edge, move)
-                if unmet:
-                    raise TransitionNotAllowed(id_, stage, to, unmet)
-        closing, stage_prob, status, category, clears_lost, event_cls = edge.outcome
+        checks, closing, stage_prob, status, category, clears_lost, event_cls = edge.hot
+        failed = checks is None
+        if checks is not None:  # no checks, or built-in guards that read only the deal: no Move
+            for check in checks:
+                if check(deal):
+                    failed = True
+                    break
+        if failed:
+            move = _make_move((self, stage, to, at, actor, reason, activities))
+            unmet = _machine._edge_problems(self, deal, edge, move)
+            if unmet:
+                raise TransitionNotAllowed(id_, stage, to, unmet)
         # probability precedence (see ProbabilityPolicy)
         if closing or prob is None or psrc not in self._keep:
             prob = stage_prob
