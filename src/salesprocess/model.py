@@ -749,43 +749,6 @@ class Deal(Record):
             (), None, (), (), _EMPTY_SET, EMPTY, EMPTY, (ev,),
         ))
 
-    @classmethod
-    def _open(
-        cls,
-        id: str,
-        process: str,
-        process_version: int,
-        stage: str,
-        status: DealStatus,
-        at: datetime,
-        actor: str,
-        source: EventSource,
-        name: str,
-        amount: Money | None,
-        close_date: date | None,
-        owner_id: str | None,
-        account_id: str | None,
-        probability: Rate,
-        forecast_category: ForecastCategory,
-    ) -> Deal:
-        """:meth:`create` for a deal in a stage of a validated process (``Process.open_deal``):
-        ``status``, ``forecast_category`` and the stage's ``probability`` come from the process
-        and are already valid; the probability's source is the stage default and there are no
-        detail fields. Checks the caller's values exactly as :meth:`create` does."""
-        _check_new(id, at, amount, close_date)
-        if source.__class__ is not EventSource:
-            source = EventSource(source)
-        ev = _tnew(DealCreated, (
-            id, at, actor, source, process, process_version, stage, status, name, amount,
-            close_date, owner_id, account_id, probability, _STAGE_DEFAULT, forecast_category, EMPTY,
-        ))
-        return _tnew(cls, (
-            id, process, process_version, name, stage, status, amount, close_date, owner_id,
-            account_id, probability, _STAGE_DEFAULT, forecast_category, at, at,
-            None if status is _OPEN else at,
-            (), None, (), (), _EMPTY_SET, EMPTY, EMPTY, (ev,),
-        ))
-
     # --- fast internal copy ---------------------------------------------------------------------
     def _with(self, events: tuple[DealEvent, ...], **changes: Any) -> Deal:
         """Copy with ``changes`` and ``events`` without re-running validation (internal)."""
@@ -922,6 +885,48 @@ def _check_new(id: str, at: datetime, amount: Money | None, close_date: date | N
         not isinstance(close_date, date) or isinstance(close_date, datetime)
     ):
         raise TypeError("close_date must be a date")
+
+
+def _open_deal(
+    id: str,
+    process: str,
+    process_version: int,
+    stage: str,
+    status: DealStatus,
+    at: datetime,
+    actor: str,
+    source: EventSource,
+    name: str,
+    amount: Money | None,
+    close_date: date | None,
+    owner_id: str | None,
+    account_id: str | None,
+    probability: Rate,
+    forecast_category: ForecastCategory,
+) -> Deal:
+    """:meth:`Deal.create` for a deal in a stage of a validated process (``Process.open_deal``):
+    ``status``, ``forecast_category`` and the stage's ``probability`` come from the process and
+    are already valid; the probability's source is the stage default and there are no detail
+    fields. Checks the caller's values exactly as :meth:`Deal.create` does."""
+    # the values of almost every call pass this cheap test; the full checks run when it fails
+    if not (
+        id.__class__ is str and id and at.__class__ is datetime and at.tzinfo.__class__ is timezone
+        and (amount is None or (amount.__class__ is Money and amount.amount >= _DZERO))
+        and close_date is None
+    ):
+        _check_new(id, at, amount, close_date)
+    if source.__class__ is not EventSource:
+        source = EventSource(source)
+    ev = _tnew(DealCreated, (
+        id, at, actor, source, process, process_version, stage, status, name, amount,
+        close_date, owner_id, account_id, probability, _STAGE_DEFAULT, forecast_category, EMPTY,
+    ))
+    return _tnew(Deal, (
+        id, process, process_version, name, stage, status, amount, close_date, owner_id,
+        account_id, probability, _STAGE_DEFAULT, forecast_category, at, at,
+        None if status is _OPEN else at,
+        (), None, (), (), _EMPTY_SET, EMPTY, EMPTY, (ev,),
+    ))
 
 
 _DZERO = Decimal(0)

@@ -33,6 +33,7 @@ from .model import (
     EventSource,
     ForecastCategory,
     StageChanged,
+    _open_deal,
 )
 from .money import Money, Rate
 from .periods import require_aware
@@ -431,7 +432,7 @@ class Process:
         except KeyError:
             raise KeyError(f"process {self.key!r} has no stage {key!r}") from None
         if not fields:  # the common case: no detail fields, the stage's defaults
-            return Deal._open(
+            return _open_deal(
                 id, self.key, self.version, key, status, at, actor, source, name, amount,
                 close_date, owner_id, account_id, prob, category,
             )
