@@ -257,6 +257,41 @@ def deal_rest(d: Deal) -> str:
     return "{" + ",".join(parts) + "}"
 
 
+class NewDealRows:
+    """Encoded rows of new deals for :meth:`SQLStore.insert_new_deals`.
+
+    A bulk loader (the CSV importer) encodes each new deal once, straight into the rows of
+    ``deals``, ``deal_external_ids`` and ``deal_events``, with the store's own conversions
+    (``ts``, ``date``, ``num``, ``amount``): no Deal or event object is built and nothing is
+    encoded twice. The rows must be exactly those :meth:`SQLStore.save_deals` writes for the same
+    deals (the importer's tests check this)."""
+
+    __slots__ = ("amount", "date", "deals", "events", "external_ids", "num", "ts")
+
+    def __init__(self, store: SQLStore) -> None:
+        self.deals: list[Row] = []
+        self.external_ids: list[Row] = []
+        self.events: list[Row] = []
+        self.ts: Callable[[datetime], Any] = store._ts
+        """An instant as a column value."""
+        self.date: Callable[[date], Any] = store._date
+        self.num: Callable[[Decimal], Any] = store._num
+        self.amount: Callable[[Decimal, str], tuple[Any, ...]] = store._amount_parts
+        """The amount columns of a deal (``Money(amount, currency)``)."""
+
+    def __len__(self) -> int:
+        return len(self.deals)
+
+    def clear(self) -> None:
+        self.deals.clear()
+        self.external_ids.clear()
+        self.events.clear()
+
+
+json_quote = _quote
+"""A string as JSON text (UTF-8 kept as is), as :func:`json_value` writes it."""
+
+
 class _FastPathFailed(Exception):
     """The bulk path met something it does not handle; the careful path takes over."""
 
@@ -282,6 +317,8 @@ class SQLStore:
     _integrity_errors: tuple[type[BaseException], ...] = ()
     _driver_errors: tuple[type[BaseException], ...] = ()
     _BEGIN: ClassVar[str] = "BEGIN"
+    _sole_writer: ClassVar[bool] = False
+    """True when an open transaction keeps every other writer out until it ends."""
 
     def __init__(self, *, guards: GuardRegistry | None = None, app: Any = None) -> None:
         if guards is None:
@@ -340,6 +377,10 @@ class SQLStore:
 
     def _num(self, d: Decimal) -> Any:
         raise NotImplementedError
+
+    def _amount_parts(self, amount: Decimal, currency: str) -> tuple[Any, ...]:
+        """:meth:`_amount` of ``Money(amount, currency)`` for a checked amount and currency."""
+        return self._amount(Money(amount, currency))
 
     def _json_out(self, v: Any) -> Any:
         raise NotImplementedError
@@ -764,6 +805,56 @@ class SQLStore:
         if ev_rows:
             self._insert_rows("deal_events", EVENT_COLUMNS, ev_rows)
 
+    def new_deal_rows(self) -> NewDealRows:
+        """An empty batch of encoded new-deal rows for :meth:`insert_new_deals`."""
+        return NewDealRows(self)
+
+    def insert_new_deals(self, rows: NewDealRows, *, known_new: bool = False) -> bool:
+        """Insert a batch of new deals encoded by a bulk loader: one statement per table.
+
+        Returns False and writes nothing when a deal id or an external id of the batch is
+        already taken; the caller then saves those deals with :meth:`save_deals`, which tells
+        what the conflict is. The batch is emptied when written.
+
+        ``known_new``: the caller knows that none of these ids was stored when its transaction
+        began (an import into a store that had no deals, each id once). A store whose open
+        transaction excludes other writers (SQLite) then skips the look-up.
+
+        Inside the caller's transaction no savepoint is taken (a long import would otherwise
+        open one subtransaction per batch, which PostgreSQL handles badly past 64): a failure
+        of the insert itself (another connection writing the same ids meanwhile) leaves the
+        transaction to be rolled back by the caller, as :meth:`transaction` does on error.
+        """
+        if not rows.deals:
+            return True
+        with self._lock, self._guard():
+            if not (known_new and self._depth and self._sole_writer):
+                cond, params = self._in("id", [r[0] for r in rows.deals])
+                if self._one(f"SELECT 1 FROM deals WHERE {cond} LIMIT 1", params) is not None:
+                    return False
+                by_source: dict[str, list[str]] = {}
+                for src, ext, _ in rows.external_ids:
+                    by_source.setdefault(src, []).append(ext)
+                for src, exts in by_source.items():
+                    cond, params = self._in("external_id", exts)
+                    if self._one(
+                        f"SELECT 1 FROM deal_external_ids WHERE source = ? AND {cond} LIMIT 1", [src, *params]
+                    ) is not None:
+                        return False
+            if self._depth:
+                self._write_new_deals(rows)
+            else:
+                with self.transaction():
+                    self._write_new_deals(rows)
+        rows.clear()
+        return True
+
+    def _write_new_deals(self, rows: NewDealRows) -> None:
+        self._insert_rows("deals", self._deal_cols, rows.deals)
+        if rows.external_ids:
+            self._insert_rows("deal_external_ids", EXT_COLUMNS, rows.external_ids)
+        self._insert_rows("deal_events", EVENT_COLUMNS, rows.events)
+
     # --- deal reads -----------------------------------------------------------------------------
     def get_deal(self, deal_id: str) -> Deal:
         return replay(self.deal_events(deal_id))
@@ -1044,4 +1135,7 @@ class SQLStore:
             self._exec("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key))
 
 
-__all__ = ["DEAL_COLUMNS", "ENTITY_TABLES", "EVENT_COLUMNS", "Migration", "SQLStore", "amount_minor"]
+__all__ = [
+    "DEAL_COLUMNS", "ENTITY_TABLES", "EVENT_COLUMNS", "Migration", "NewDealRows", "SQLStore", "amount_minor",
+    "json_quote", "json_value",
+]

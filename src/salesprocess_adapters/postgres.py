@@ -268,6 +268,9 @@ class PostgresStore(SQLStore):
     def _amount(self, m: Money) -> tuple[Any, ...]:
         return (m.amount, m.currency)
 
+    def _amount_parts(self, amount: Decimal, currency: str) -> tuple[Any, ...]:
+        return (amount, currency)
+
     def _num(self, d: Decimal) -> Decimal:
         return d
 

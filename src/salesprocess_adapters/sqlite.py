@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -182,6 +183,7 @@ class SQLiteStore(SQLStore):
     _integrity_errors = (sqlite3.IntegrityError,)
     _driver_errors = (sqlite3.Error,)
     _BEGIN = "BEGIN IMMEDIATE"
+    _sole_writer = True
 
     def __init__(
         self,
@@ -240,6 +242,44 @@ class SQLiteStore(SQLStore):
         c.execute("PRAGMA temp_store = MEMORY")
         c.execute("PRAGMA cache_size = -32768")
 
+    BULK_DEFERRED_INDEXES: tuple[str, ...] = (
+        "deals_owner", "deals_account", "deals_updated", "deals_close_date", "deals_closed_at", "deal_events_at",
+    )
+    """Indexes :meth:`bulk_load` builds after the rows instead of row by row: those whose keys
+    come in no particular order (the primary keys and the external-id index stay, so the lookups
+    an import makes keep their index)."""
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Inside :meth:`transaction`, on a store without deals: load first, index after.
+
+        Row-by-row upkeep of an index on owner, account or instants writes a random page of it
+        per row; once the indexes outgrow the page cache (a few hundred thousand deals) that is
+        most of the cost of a large import. Here those indexes are dropped and built again from
+        the loaded rows on leaving (a sort, in temporary files). The drop is part of the
+        transaction: an error, or leaving by an exception, rolls it back with everything else.
+        Elsewhere (deals already stored, no open transaction) this does nothing.
+        """
+        with self._lock, self._guard():
+            if not self._depth or self._one("SELECT 1 FROM deals LIMIT 1") is not None:
+                yield
+                return
+            names = self.BULK_DEFERRED_INDEXES
+            marks = ", ".join("?" * len(names))
+            indexes = self._rows(
+                f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ({marks})", names
+            )
+            for name, _ in indexes:
+                self._exec(f'DROP INDEX "{name}"')
+        yield
+        with self._lock, self._guard():
+            self._conn.execute("PRAGMA temp_store = FILE")
+            try:
+                for _, sql in indexes:
+                    self._exec(sql)
+            finally:
+                self._conn.execute("PRAGMA temp_store = MEMORY")
+
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
@@ -278,6 +318,9 @@ class SQLiteStore(SQLStore):
 
     def _amount(self, m: Money) -> tuple[Any, ...]:
         return (str(m.amount), amount_minor(m.amount, m.currency), m.currency)
+
+    def _amount_parts(self, amount: Decimal, currency: str) -> tuple[Any, ...]:
+        return (str(amount), amount_minor(amount, currency), currency)
 
     def _num(self, d: Decimal) -> str:
         return str(d)

@@ -13,6 +13,7 @@ would have produced, with source ``import``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -56,6 +57,7 @@ from salesprocess.process import Process, StageKind
 from . import _cells as cells
 from ._cells import CellError
 from ._exporter import columns_for
+from ._lane import LANE_FIELDS, DealLane
 from ._mapping import CUSTOM_KINDS, FIELDS, IMPORT_KINDS, ImportMapping
 
 __all__ = ["ImportReport", "RowError", "import_file"]
@@ -91,6 +93,8 @@ _STATE_DEFAULTS = {"competitors": (), "contact_ids": (), "product_ids": (), "che
                    "custom": EMPTY, "external_ids": EMPTY}
 _STATE_TEMPLATE: list[Any] = [_STATE_DEFAULTS.get(k) for k in Deal._fields]
 _MISSING: Any = object()
+_BULK_LANE = True
+"""Whether deal imports may take the bulk lane (:mod:`._lane`); tests turn it off to compare."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -710,6 +714,13 @@ class _DealImporter(_Importer):
         self.has_probability = "probability" in ex.present or "forecast_category" in ex.present
         self.fill_close_date = "close_date" not in ex.present
         self._move_cache: dict[tuple[str, bool], tuple[type[StageChanged], Rate, ForecastCategory]] = {}
+        self.lane: DealLane | None = None
+        new_rows = getattr(ctx.store, "new_deal_rows", None)
+        if (
+            _BULK_LANE and new_rows is not None and self.seen is not None and m.process is not None
+            and ex.present <= LANE_FIELDS and ctx.writing
+        ):
+            self.lane = DealLane(self, new_rows())
 
     def process_for(self, key: str | None, line: int, errs: list[RowError]) -> Process | None:
         if key is None:
@@ -732,6 +743,9 @@ class _DealImporter(_Importer):
         return p
 
     def row(self, line: int, raw: Sequence[Any]) -> None:
+        lane = self.lane
+        if lane is not None and lane.add(line, raw):
+            return
         vals, errs = self.ex.row(line, raw)
         m = self.m
         ext = vals.get("external_id")
@@ -781,6 +795,8 @@ class _DealImporter(_Importer):
         assert stage is not None
         assert created is not None
         key = str(ext if self.by_ext else did)
+        if lane is not None and lane.rows and (self.seen is None or key in self.seen):
+            lane.flush()  # a deal the lane queued must be found where this path looks
         pend = self.pending.get(key)
         if pend is not None:
             existing, expected = pend
@@ -820,7 +836,7 @@ class _DealImporter(_Importer):
             return
         if self.ctx.writing:
             self.pending[key] = (deal, expected)
-            if len(self.pending) >= self.ctx.batch_size:
+            if len(self.pending) + (0 if lane is None else len(lane.rows)) >= self.ctx.batch_size:
                 self.flush()
 
     def new_deal(
@@ -1023,6 +1039,8 @@ class _DealImporter(_Importer):
         if self.pending and self.ctx.writing:
             self.ctx.store.save_deals(list(self.pending.values()))
         self.pending.clear()
+        if self.lane is not None:
+            self.lane.flush()
 
 
 class _RowProblem(Exception):
@@ -1462,11 +1480,16 @@ def _run(
 ) -> None:
     ex = _Extractor(m, path, report)
     try:
-        with store.transaction():
+        with store.transaction(), contextlib.ExitStack() as bulk:
             ctx = _Context(store, m, report, path, app, batch_size, on_error)
             imp: _Importer
             if kind == "deals":
                 imp = _DealImporter(ctx, ex)
+                if imp.lane is not None:
+                    imp.lane.known_new = store.count_deals() == 0
+                    bulk_load = getattr(store, "bulk_load", None)
+                    if bulk_load is not None:
+                        bulk.enter_context(bulk_load())
             elif kind == "events":
                 imp = _EventImporter(ctx, ex)
             elif kind == "processes":
