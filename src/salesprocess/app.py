@@ -145,8 +145,10 @@ class SalesProcess:
         self._has_before = bool(h.salesprocess_before_transition.get_hookimpls())
         self._has_after = bool(h.salesprocess_after_transition.get_hookimpls())
         self._has_saved = bool(h.salesprocess_deal_saved.get_hookimpls())
-        self._before_impl = self._single_impl(h.salesprocess_before_transition, _BEFORE_ARGS)
-        self._after_impl = self._single_impl(h.salesprocess_after_transition, _AFTER_ARGS)
+        self._before_hook = h.salesprocess_before_transition
+        self._after_hook = h.salesprocess_after_transition
+        self._before_impl = self._single_impl(self._before_hook, _BEFORE_ARGS)
+        self._after_impl = self._single_impl(self._after_hook, _AFTER_ARGS)
         self._guards: GuardRegistry | None = None
         self._kpis: KpiRegistry | None = None
         self._adapters: dict[tuple[str, str], AdapterSpec] | None = None
@@ -320,7 +322,7 @@ class SalesProcess:
             deal, to, at=at, actor=actor, reason=reason, source=source, activities=activities
         )
         if self._has_before:
-            hook = self.pm.hook.salesprocess_before_transition
+            hook = self._before_hook
             impl = self._before_impl
             fn = None if impl is None else self._direct(hook, impl)
             if fn is not None:
@@ -339,12 +341,15 @@ class SalesProcess:
                     deal.id, deal.stage, to, [Problem("veto", "veto", str(v)) for v in vetoes]
                 )
         if self._has_after:
-            hook = self.pm.hook.salesprocess_after_transition
-            events = after.events[len(deal.events):]
+            hook = self._after_hook
+            events = after[-1][len(deal[-1]):]  # after.events_since(deal); events is the last field
             impl = self._after_impl
-            fn = None if impl is None else self._direct(hook, impl)
-            if fn is not None:
-                fn(process, deal, after, events)
+            impls: Sequence[Any] = getattr(hook, "_hookimpls", ())
+            if (  # self._direct(hook, impl), inlined: this is the hot path with one listener
+                impl is not None and len(impls) == 1 and impls[0] is impl
+                and getattr(self.pm, "_inner_hookexec", None) is self._plain_exec
+            ):
+                impl.function(process, deal, after, events)
             else:
                 hook(process=process, before=deal, after=after, events=events)
         return after

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,7 @@ class GuardRegistry(Mapping[str, GuardSpec]):
 
 
 _I_AMOUNT = _Deal._fields.index("amount")
+_ZERO = Decimal(0)
 
 # Checks that read only the deal. The stage machine's hot path calls these directly (no Move is
 # built); the registered guards below wrap them, so both paths give the same answer.
@@ -123,7 +125,7 @@ _I_AMOUNT = _Deal._fields.index("amount")
 
 def _amount_problem(deal: Deal) -> str | None:
     amount = deal[_I_AMOUNT]
-    if amount is None or amount.amount <= 0:
+    if amount is None or amount.amount <= _ZERO:
         return "the deal needs a positive amount"
     return None
 
