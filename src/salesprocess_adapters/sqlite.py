@@ -240,8 +240,12 @@ class SQLiteStore(SQLStore):
         c.execute("PRAGMA foreign_keys = ON")
         c.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         c.execute("PRAGMA temp_store = MEMORY")
-        c.execute("PRAGMA cache_size = -32768")
+        c.execute(f"PRAGMA cache_size = {self.CACHE_KIB * -1}")
 
+    CACHE_KIB = 32768
+    """Page cache of the connection (KiB)."""
+    BULK_SORT_CACHE_KIB = 8192
+    """Page cache while :meth:`bulk_load` builds its indexes (KiB); sorting uses as much."""
     BULK_DEFERRED_INDEXES: tuple[str, ...] = (
         "deals_owner", "deals_account", "deals_updated", "deals_close_date", "deals_closed_at", "deal_events_at",
     )
@@ -272,13 +276,18 @@ class SQLiteStore(SQLStore):
             for name, _ in indexes:
                 self._exec(f'DROP INDEX "{name}"')
         yield
+        # the sorts spill to temporary files, with a smaller page cache: sorting holds about one
+        # page cache worth of keys in memory, and peak memory stays near the load's
         with self._lock, self._guard():
             self._conn.execute("PRAGMA temp_store = FILE")
+            self._conn.execute(f"PRAGMA cache_size = {self.BULK_SORT_CACHE_KIB * -1}")
             try:
                 for _, sql in indexes:
                     self._exec(sql)
+                    self._conn.execute("PRAGMA shrink_memory")
             finally:
                 self._conn.execute("PRAGMA temp_store = MEMORY")
+                self._conn.execute(f"PRAGMA cache_size = {self.CACHE_KIB * -1}")
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
