@@ -35,7 +35,7 @@ from ..model import (
     OwnerChanged,
     StageChanged,
 )
-from ..money import _CTX, Money, allocate_int
+from ..money import _CTX, Money, _scaled, _weight
 from ._inputs import CommissionInputs, OrgHistory, SplitKind
 from ._plan import CreditBasis, Plan, PlanVersion, RateRule, Spif
 
@@ -147,15 +147,14 @@ class CreditBook:
 class _DealCtx:
     """Per-deal state while its events are credited."""
 
-    __slots__ = ("awarded", "currency", "net", "positives", "products", "rules", "spif_awards")
+    __slots__ = ("awarded", "currency", "net", "positives", "products", "rules")
 
-    def __init__(self) -> None:
+    def __init__(self, products: tuple[str, ...]) -> None:
         self.positives: list[int] = []  # indices of positive credits (all holders)
         self.net = _ZERO  # credited base still standing, in the deal's currency
-        self.rules: dict[int, int] = {}
-        self.awarded: dict[str, list[int]] = {}  # spif name -> award indices standing
-        self.products: tuple[str, ...] = ()
-        self.spif_awards: list[int] = []
+        self.rules: dict[int, int] | None = None  # made on first use
+        self.awarded: dict[str, list[int]] | None = None  # spif name -> award indices standing
+        self.products = products
         self.currency: str | None = None  # of the credited events
 
 
@@ -198,6 +197,15 @@ class _Crediter:
             lst.sort()
         for lst in self.overlay.values():
             lst.sort()
+        # the integer weights of each deal's revenue split (one per distinct set of shares)
+        self.rev_weights: dict[str, tuple[list[int], int]] = {}
+        by_shares: dict[tuple[Decimal, ...], tuple[list[int], int]] = {}
+        for deal_id, lst in self.revenue.items():
+            key = tuple(x for _, x in lst)
+            w = by_shares.get(key)
+            if w is None:
+                w = by_shares[key] = _int_weights(key)
+            self.rev_weights[deal_id] = w
         # invoices and payments
         self.invoices: dict[str, list[Any]] = {}
         self.invoice_by_id: dict[str, Any] = {}
@@ -241,6 +249,7 @@ class _Crediter:
         self.booking = plan.basis is CreditBasis.BOOKING
         self.any_spifs = any(v.spifs for v in plan.versions)
         self._admit: dict[int, dict[str, bool]] = {}
+        self._spif_on: dict[date, Any] = {}
         self._rules: dict[tuple[int, tuple[str, ...]], int] = {}
         self._segmented = {v.version: any(r.segment for r in v.rates.rules) for v in plan.versions}
 
@@ -248,7 +257,10 @@ class _Crediter:
     def day(self, at: datetime) -> date:
         if at is self._last_at:
             return self._last_day
-        d = at.date() if self.utc and at.utcoffset() == timedelta(0) else at.astimezone(self.tz).date()
+        if at.tzinfo is self.tz:  # already in the plan's timezone: astimezone would change nothing
+            d = at.date()
+        else:
+            d = at.date() if self.utc and at.utcoffset() == timedelta(0) else at.astimezone(self.tz).date()
         d = self._days.setdefault(d, d)  # one date object per day, shared by its credits
         self._last_at = at
         self._last_day = d
@@ -353,7 +365,7 @@ class _Crediter:
         out: list[tuple[str, str, int, Decimal | None, bool, str | None]] = []
         direct: list[tuple[str, int]]
         if rev:
-            parts = allocate_int(abs(amount), [s for _, s in rev])
+            parts = _allocate(abs(amount), *self.rev_weights[deal.id])
             sign = -1 if amount < 0 else 1
             direct = [(rep, sign * p) for (rep, _), p in zip(rev, parts, strict=True)]
             role = "revenue"
@@ -388,8 +400,7 @@ class _Crediter:
             self.book.problems.append(Problem(f"deals[{did}]", "duplicate", f"deal {did} given twice"))
             return
         self.deals_seen.add(did)
-        ctx = _DealCtx()
-        ctx.products = deal.product_ids
+        ctx = _DealCtx(deal.product_ids)
         booking = self.booking
         spifs = self.any_spifs
         # Without inputs for the deal, its own events are handled as they come; otherwise
@@ -551,11 +562,14 @@ class _Crediter:
         if version.rates.rules:
             products = (product,) if product else ctx.products
             vkey = version.version if product is None else -version.version - 1
-            rule = ctx.rules.get(vkey)
+            crules = ctx.rules
+            if crules is None:
+                crules = ctx.rules = {}
+            rule = crules.get(vkey)
             if rule is None:
                 hit = None if self._segmented[version.version] else self._rules.get((version.version, products))
                 rule = hit if hit is not None else self.rule_index(version, deal, products)
-                ctx.rules[vkey] = rule
+                crules[vkey] = rule
         else:
             rule = -1
         credits = self.book.credits
@@ -646,8 +660,9 @@ class _Crediter:
             return
         ctx.net -= taken
         # SPIFs go back when the deal is fully reversed, or fully refunded within their window
-        if ctx.net <= 0:
-            for name, idxs in list(ctx.awarded.items()):
+        awarded = ctx.awarded
+        if ctx.net <= 0 and awarded:
+            for name, idxs in list(awarded.items()):
                 keep = []
                 for ai in idxs:
                     a = self.book.awards[ai]
@@ -659,9 +674,9 @@ class _Crediter:
                     self.book.awards.append(SpifAward._make((
                         a.rep_id, a.deal_id, a.spif, a.version, kind, ev, at, day, -a.amount, -a.units)))
                 if keep:
-                    ctx.awarded[name] = keep
+                    awarded[name] = keep
                 else:
-                    del ctx.awarded[name]
+                    del awarded[name]
 
     def _deal_currency(self, deal: Deal, ctx: _DealCtx) -> str | None:
         if ctx.currency is not None:
@@ -670,12 +685,17 @@ class _Crediter:
 
     def _spif(self, deal: Deal, ctx: _DealCtx, at: datetime, ev: Any, amount: Money | None,
               owner: str | None) -> None:
-        day = self.day(at)
-        version = self.version(day)
-        if version is None or not version.spifs:
+        day = self._last_day if at is self._last_at else self.day(at)
+        version = self._spif_on.get(day, _MISSING)
+        if version is _MISSING:
+            # the version of the day, when one of its SPIFs is open that day
+            v = self.version(day)
+            version = v if v is not None and any(s.start <= day <= s.end for s in v.spifs) else None
+            self._spif_on[day] = version
+        if version is None:
             return
         for s in version.spifs:
-            if not s.start <= day <= s.end or s.name in ctx.awarded:
+            if not s.start <= day <= s.end or (ctx.awarded is not None and s.name in ctx.awarded):
                 continue
             n = self._spif_count(s, deal, ctx)
             if n == 0:
@@ -689,7 +709,7 @@ class _Crediter:
             total = _round(_CTX.multiply(_CTX.multiply(s.amount, Decimal(n)), self.scale), version.rounding.mode)
             rev = self.revenue.get(deal.id)
             if s.pay == "split" and rev:
-                parts = allocate_int(total, [x for _, x in rev])
+                parts = _allocate(total, *self.rev_weights[deal.id])
                 payees = [(rep, p) for (rep, _), p in zip(rev, parts, strict=True)]
             else:
                 if owner is None:
@@ -702,6 +722,8 @@ class _Crediter:
                 idxs.append(len(self.book.awards))
                 self.book.awards.append(SpifAward._make((rep, deal.id, s.name, version.version, "won", ev, at, day, p, n)))
             if idxs:
+                if ctx.awarded is None:
+                    ctx.awarded = {}
                 ctx.awarded[s.name] = idxs
 
     def _spif_count(self, s: Spif, deal: Deal, ctx: _DealCtx) -> int:
@@ -718,6 +740,7 @@ class _Crediter:
 
 
 
+_MISSING: Any = object()
 _mkcredit = Credit._make
 _tnew = tuple.__new__
 _CREDIT = "credit"
@@ -736,6 +759,41 @@ def _where(deal: Deal, kind: str, ev: Any) -> str:
 
 def _round(v: Decimal, mode: str) -> int:
     return int(v.to_integral_value(rounding=mode))
+
+
+def _int_weights(weights: tuple[Decimal, ...]) -> tuple[list[int], int]:
+    """``weights`` as exact integers and their sum, as :func:`~salesprocess.money.allocate_int`
+    scales them (all-zero weights count equally)."""
+    ws = [_weight(w) for w in weights]
+    if not ws:
+        raise ValueError("allocate needs at least one weight")
+    exp = min(int(w.as_tuple().exponent) for w in ws)
+    iws = [_scaled(w, exp) for w in ws]
+    wsum = sum(iws)
+    if wsum == 0:
+        iws = [1] * len(iws)
+        wsum = len(iws)
+    return iws, wsum
+
+
+def _allocate(total: int, iws: list[int], wsum: int) -> list[int]:
+    """``allocate_int(total, weights)`` from the weights :func:`_int_weights` made: the largest
+    remainder method, ties to the earlier weight, parts summing to ``total``."""
+    t = -total if total < 0 else total
+    floors = []
+    rems = []
+    for w in iws:
+        q, r = divmod(t * w, wsum)
+        floors.append(q)
+        rems.append(r)
+    left = t - sum(floors)
+    if left:
+        order = sorted(range(len(iws)), key=lambda i: (-rems[i], i))
+        for i in order[:left]:
+            floors[i] += 1
+    if total < 0:
+        return [-f for f in floors]
+    return floors
 
 
 def _owner_at(at: datetime, won: list[tuple[datetime, str | None]],
