@@ -162,6 +162,7 @@ class PostgresStore(SQLStore):
 
     dialect = "postgresql"
     MIGRATIONS = MIGRATIONS
+    _LOCK_ROWS = " FOR UPDATE"
     copy_threshold: int = 64
     """Bulk inserts of at least this many rows use ``COPY``."""
 

@@ -53,6 +53,7 @@ from salesprocess.model import (
 )
 from salesprocess.money import Money, Rate
 from salesprocess.process import Process, StageKind
+from salesprocess_adapters._sql import SQLStore
 
 from . import _cells as cells
 from ._cells import CellError
@@ -93,6 +94,15 @@ _STATE_DEFAULTS = {"competitors": (), "contact_ids": (), "product_ids": (), "che
                    "custom": EMPTY, "external_ids": EMPTY}
 _STATE_TEMPLATE: list[Any] = [_STATE_DEFAULTS.get(k) for k in Deal._fields]
 _MISSING: Any = object()
+def save_deals(store: Any, items: list[tuple[Deal, int | None]]) -> None:
+    """``store.save_deals(items)``; an SQL store is told that an error abandons the import's
+    transaction anyway, so it need not take a savepoint per batch."""
+    if isinstance(store, SQLStore):
+        store.save_deals(items, isolated=False)
+    else:
+        store.save_deals(items)
+
+
 _BULK_LANE = True
 """Whether deal imports may take the bulk lane (:mod:`._lane`); tests turn it off to compare."""
 
@@ -1049,7 +1059,7 @@ class _DealImporter(_Importer):
     def flush(self) -> None:
         self.ctx.flush_stubs()
         if self.pending and self.ctx.writing:
-            self.ctx.store.save_deals(list(self.pending.values()))
+            save_deals(self.ctx.store, list(self.pending.values()))
         self.pending.clear()
         if self.lane is not None:
             self.lane.flush()
@@ -1348,7 +1358,7 @@ class _EventImporter(_Importer):
 
     def flush(self) -> None:
         if self.pending and self.ctx.writing:
-            self.ctx.store.save_deals(list(self.pending.values()))
+            save_deals(self.ctx.store, list(self.pending.values()))
         self.pending.clear()
 
     def finish(self) -> None:

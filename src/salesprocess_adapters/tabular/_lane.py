@@ -297,6 +297,8 @@ class DealLane:
     def flush(self) -> None:
         """Write the queued deals. Once a bad row has stopped writing (``on_error="fail"``) they
         join the general path's pending deals instead, where that path keeps its own."""
+        from ._importer import save_deals
+
         rows = self.rows
         if rows.deals:
             store = self.ctx.store
@@ -305,6 +307,6 @@ class DealLane:
                     self.pending[key] = (deal, None)
             elif not store.insert_new_deals(rows, known_new=self.known_new):
                 # an id is taken: the general path's Deals, saved the careful way, say how
-                store.save_deals([(deal, None) for _, deal in self.deals()])
+                save_deals(store, [(deal, None) for _, deal in self.deals()])
         rows.clear()
         self.recipes.clear()
