@@ -10,7 +10,9 @@ client-side limiter is set to the same limit. Reported per vendor:
   can do in this run (the first window's burst included); the achieved share of each;
 - responses that told the client to slow down (429 / REQUEST_LIMIT_EXCEEDED): the target is zero;
 - resident memory at 10 %, 50 % and 100 % of the pull (flat memory: the pull streams);
-- the client's CPU time per deal (wall time depends on what else the machine runs).
+- the client's CPU time per deal, and the fake's (wall time depends on what else the machine
+  runs; the fake's CPU is its own process's, not the client's);
+- the load average before and after the pull (the machine may be shared).
 
 Usage::
 
@@ -22,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,6 +46,13 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of another process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_fake(vendor: str, deals: int, limit: str, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -99,11 +109,15 @@ def run(vendor: str, deals: int, limit: tuple[int, float], workdir: Path, sf_pag
                 samples[f"{int(frac * 100)}%"] = rss_mib()
 
     calls0 = adapter.http.calls
+    load0 = os.getloadavg()[0]
+    fake0 = proc_cpu(proc.pid)
     start = time.perf_counter()
     cpu0 = time.process_time()
     summary = eng.pull(progress=progress)
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu0
+    fake_cpu = proc_cpu(proc.pid) - fake0
+    load1 = os.getloadavg()[0]
     samples["100%"] = rss_mib()
     requests = adapter.http.calls - calls0
     pages_needed = -(-deals // page)
@@ -118,6 +132,8 @@ def run(vendor: str, deals: int, limit: tuple[int, float], workdir: Path, sf_pag
         "best_s": best_time, "share_of_best": (best_time / wall) if best_time else float("nan"),
         "throttled": adapter.http.throttled, "retries": adapter.http.retries, "rss": samples,
         "seed_s": seeded, "db_mib": db.stat().st_size / 2**20, "cpu_ms_per_deal": cpu / deals * 1000,
+        "fake_cpu_ms_per_deal": fake_cpu / deals * 1000, "load": (load0, load1),
+        "limiter_wait_s": adapter.http.limiter.waited if adapter.http.limiter is not None else 0.0,
     }
     store.close()
     adapter.close()
@@ -147,7 +163,9 @@ def main() -> None:
                   f"best possible in this run {r['best_s']:.1f} s (first window's burst included): "
                   + (f"achieved {r['share_of_best']:.0%}" if r['best_s'] else "the whole pull fits in one window"))
             print(f"throttled responses: {r['throttled']}   retries: {r['retries']}   "
-                  f"client CPU: {r['cpu_ms_per_deal']:.2f} ms per deal")
+                  f"client CPU: {r['cpu_ms_per_deal']:.3f} ms per deal   fake CPU (its own process): "
+                  f"{r['fake_cpu_ms_per_deal']:.3f} ms per deal   client waited for the limiter {r['limiter_wait_s']:.1f} s")
+            print(f"load average (1 min) before / after the pull: {r['load'][0]:.1f} / {r['load'][1]:.1f}")
             print("resident memory (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in r["rss"].items())
                   + f";  SQLite file {r['db_mib']:.0f} MiB")
 
