@@ -216,7 +216,7 @@ def list_parser(sep: str) -> Parser:
             return tuple(v)
         return tuple(x.strip() for x in s.split(sep) if x.strip())
 
-    return parse
+    return cached(parse)
 
 
 def json_map(s: str) -> FrozenMap:

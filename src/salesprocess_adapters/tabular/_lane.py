@@ -121,7 +121,10 @@ class DealLane:
         self.created_tail = "".join(
             "," + q(k) + ":" + json_value(v) for k, v in tail.items() if v is not None
         ) + ',"details":{"$map":{'
-        self.actor_source = (imp.actor, EventSource.IMPORT.value)
+        self.import_source = EventSource.IMPORT.value
+        self.proc_key = self.proc.key
+        self.proc_version = self.proc.version
+        self.init_key = init.key
         self.stage_default = EventSource.STAGE_DEFAULT.value
         self.no_amount = (None,) * len(rows.amount(Decimal(0), "USD"))
         self.known_new = False
@@ -215,6 +218,7 @@ class DealLane:
         seen.add(key)
         # -- the row is a new deal: encode it ---------------------------------------------------
         self.report.created += 1
+        rows = self.rows
         deal_id = self.id_prefix + key
         name = get("name") or ""
         close_date = get("close_date")
@@ -224,60 +228,62 @@ class DealLane:
                 if len(self.day_cache) >= _CACHE_MAX:
                     self.day_cache.clear()
                 d = closed.astimezone(self.tz).date()
-                day = self.day_cache[closed] = (d, self.rows.date(d), '"close_date":{"$date":"' + d.isoformat() + '"}')
+                day = self.day_cache[closed] = (d, rows.date(d), ',"close_date":{"$date":"' + d.isoformat() + '"}')
             close_date, close_param, close_json = day
         elif close_date is not None:
-            close_param = self.rows.date(close_date)
-            close_json = '"close_date":{"$date":"' + close_date.isoformat() + '"}'
+            close_param = rows.date(close_date)
+            close_json = ',"close_date":{"$date":"' + close_date.isoformat() + '"}'
         else:
             close_param = None
-        ts = self.ts
-        t_created = ts(created)
+            close_json = ""
+        tsc = self.ts_cache
+        t_created = tsc.get(created) or self.ts(created)
         if t.moved:
             at = entered if entered is not None else (closed if t.is_closed and closed is not None else created)
-            t_at = ts(at)
+            t_at = tsc.get(at) or self.ts(at)
         else:
             t_at = t_created
-        q = self.quote
-        parts = [self.created_head, json_quote(name)]
+        quoted = self.quoted
         if amount is not None:
             assert cur is not None
-            parts.append(',"amount":{"$money":[' + json_quote(str(amount)) + "," + q(cur) + "]}")
-            amount_cols = self.rows.amount(amount, cur)
+            money = ',"amount":{"$money":[' + json_quote(str(amount)) + "," + (quoted.get(cur) or self.quote(cur)) + "]}"
+            amount_cols = rows.amount(amount, cur)
         else:
+            money = ""
             amount_cols = self.no_amount
-        if close_date is not None:
-            parts.append("," + close_json)
-        if owner is not None:
-            parts.append(',"owner_id":' + q(owner))
-        if account is not None:
-            parts.append(',"account_id":' + q(account))
-        parts.append(self.created_tail)
         q_ext = json_quote(key)
+        source_ext = self.q_source + ":" + q_ext
         if products:
             plist = self.lists.get(products)
             if plist is None:
                 if len(self.lists) >= _CACHE_MAX:
                     self.lists.clear()
                 plist = self.lists[products] = '"product_ids":' + json_value(products) + ","
-            parts.append(plist)
-            rest = "{" + plist + '"external_ids":{' + self.q_source + ":" + q_ext + "}}"
+            rest = "{" + plist + '"external_ids":{' + source_ext + "}}"
         else:
-            rest = '{"external_ids":{' + self.q_source + ":" + q_ext + "}}"
-        parts.append('"external_ids":{"$map":{' + self.q_source + ":" + q_ext + "}}}}}")
-        rows = self.rows
+            plist = ""
+            rest = '{"external_ids":{' + source_ext + "}}"
+        created_json = "".join((
+            self.created_head, json_quote(name), money, close_json,
+            "" if owner is None else ',"owner_id":' + (quoted.get(owner) or self.quote(owner)),
+            "" if account is None else ',"account_id":' + (quoted.get(account) or self.quote(account)),
+            self.created_tail, plist, '"external_ids":{"$map":{', source_ext, "}}}}}",
+        ))
         rows.deals.append((
-            deal_id, self.proc.key, self.proc.version, name, t.key, t.status, *amount_cols, close_param,
+            deal_id, self.proc_key, self.proc_version, name, t.key, t.status, *amount_cols, close_param,
             owner, account, t.prob, self.stage_default, t.fc, t_created, t_at,
             t_at if t.closed else None, t_at, t.version, rest,
         ))
         rows.external_ids.append((self.source, key, deal_id))
-        actor, source = self.actor_source
-        rows.events.append((deal_id, 1, "created", t_created, actor, source, None, None, "".join(parts)))
+        actor = self.actor
+        source = self.import_source
+        events = rows.events
+        events.append((deal_id, 1, "created", t_created, actor, source, None, None, created_json))
         if t.moved:
-            rows.events.append((deal_id, 2, t.kind, t_at, actor, source, self.init.key, t.key, t.move_json))
-        self.recipes.append((vals, t.stage, deal_id, key, created, closed, entered, owner, account, products))
-        if len(self.recipes) + len(self.pending) >= self.batch_size:
+            events.append((deal_id, 2, t.kind, t_at, actor, source, self.init_key, t.key, t.move_json))
+        recipes = self.recipes
+        recipes.append((vals, t.stage, deal_id, key, created, closed, entered, owner, account, products))
+        if len(recipes) + len(self.pending) >= self.batch_size:
             self.imp.flush()
         return True
 
