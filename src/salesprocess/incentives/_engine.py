@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from itertools import islice
 from operator import eq as _eq
@@ -285,20 +285,34 @@ class _Engine:
         sindex = self.sindex
         si_of = self._si.get
         reds: list[int] = []
-        for i in idxs:
-            c = credits[i]
-            day = c[_DAY]
-            si = si_of(day, -1)
-            if si == -1:
-                si = sindex(day)
-            if si is not None:
-                buckets[si].append(i)
-            if c[_OF] >= 0:
-                reds.append(i)
-        order = _in_order_fast if self.fast else _in_order
-        for k, b in enumerate(buckets):
-            if len(b) > 1:
-                buckets[k] = order(b, credits)
+        if self.fast:
+            # the instants of each bucket, read while the credit is at hand
+            ats: list[list[datetime]] = [[] for _ in range(nsp)]
+            for i in idxs:
+                c = credits[i]
+                day = c[_DAY]
+                si = si_of(day, -1)
+                if si == -1:
+                    si = sindex(day)
+                if si is not None:
+                    buckets[si].append(i)
+                    ats[si].append(c[_AT])
+                if c[_OF] >= 0:
+                    reds.append(i)
+            for k, b in enumerate(buckets):
+                if len(b) > 1:
+                    buckets[k] = _in_order_fast(b, ats[k], credits)
+        else:
+            for i in idxs:
+                c = credits[i]
+                si = sindex(c[_DAY])
+                if si is not None:
+                    buckets[si].append(i)
+                if c[_OF] >= 0:
+                    reds.append(i)
+            for k, b in enumerate(buckets):
+                if len(b) > 1:
+                    buckets[k] = _in_order(b, credits)
         award_b: list[list[SpifAward]] = [[] for _ in range(nsp)]
         for a in awards:
             si = self.sindex(a.day)
@@ -740,9 +754,9 @@ class _Engine:
         return out, pos, total
 
 
-def _in_order_fast(b: list[int], credits: Sequence[Credit]) -> list[int]:
-    """:func:`_in_order`, looking for equal instants only among sorted neighbours, in C."""
-    ats = [credits[i][_AT] for i in b]
+def _in_order_fast(b: list[int], ats: list[datetime], credits: Sequence[Credit]) -> list[int]:
+    """:func:`_in_order` given the instants ``ats`` of ``b``, looking for equal instants among
+    sorted neighbours in C (the general function breaks ties)."""
     order = sorted(range(len(b)), key=ats.__getitem__)
     out = [b[k] for k in order]
     sats = [ats[k] for k in order]
