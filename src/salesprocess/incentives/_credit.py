@@ -242,6 +242,8 @@ class _Crediter:
         for c in inputs.churns:
             self.churn_accounts.setdefault(c.account_id, []).append(c)
         self.deals_seen: set[str] = set()
+        # deals with a refund or a split: one look-up tells the short path to leave them alone
+        self._special: frozenset[str] = frozenset(self.refunds).union(self.revenue, self.overlay)
         self._reduced: dict[int, Decimal] = {}  # positive credit -> share taken back so far
         self._days: dict[date, date] = {}
         self._last_at: datetime | None = None
@@ -516,8 +518,7 @@ class _Crediter:
                 or e1.status is not _WON):
             return False
         did = deal.id
-        if did in self.refunds or did in self.revenue or did in self.overlay or (
-                self.churn_accounts and deal.account_id in self.churn_accounts):
+        if did in self._special or (self.churn_accounts and deal.account_id in self.churn_accounts):
             return False
         amount = e0.amount
         owner = e0.owner_id

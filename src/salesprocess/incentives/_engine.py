@@ -814,6 +814,7 @@ def compute_run(plan: Plan, book: CreditBook, inputs: CommissionInputs, reps: Ma
     statements: list[Statement] = []
     if not eng.problems:
         for rid in sorted(wanted):
-            statements.extend(eng.rep(rid, by_rep.get(rid, ()), awards.get(rid, ())))
+            # each rep's index list is dropped once used: less memory held while lines pile up
+            statements.extend(eng.rep(rid, by_rep.pop(rid, ()), awards.get(rid, ())))
     statements.sort(key=lambda s: (s.period.start, s.rep_id))
     return CommissionRun(plan, period, tuple(statements), book, tuple(book.problems) + tuple(eng.problems))
