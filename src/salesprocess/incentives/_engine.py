@@ -49,6 +49,8 @@ _ONE = Decimal(1)
 _mkline = StatementLine._make
 _tnew = tuple.__new__
 _COMMISSION = LineKind.COMMISSION
+_CLAWBACK = LineKind.CLAWBACK
+_REVERSAL = LineKind.REVERSAL
 _TRUE_UP = LineKind.TRUE_UP
 # positions of Credit fields, for the hot loops
 _F = {name: i for i, name in enumerate(Credit._fields)}
@@ -365,6 +367,9 @@ class _Engine:
             elif v is not None:
                 bands = self.bands(v, quota)
             items: list[int] = []
+            # one settlement period in the attainment period: no later period compares pieces
+            direct = (self.fast and si == last and bands is not None and not bands.retro and v is not None
+                      and not any(r.multiplier is not None for r in v.rates.rules))
             prev: list[tuple[tuple[str, Any, Decimal, int], ...]] = []
             paid: dict[int, int] = {}
             excess_prev = 0
@@ -377,49 +382,54 @@ class _Engine:
                 lines: list[StatementLine] = []
                 earn = 0
                 if bands is not None and v is not None and items:
-                    rate_of = self._rate_fast if self.fast and not bands.retro else self._rate
-                    pieces, position, cum_total = rate_of(items, bands, v, same, origins, final_paid, paid)
-                    add = lines.append
-                    # earlier credits of the attainment period: what changed (true-ups)
-                    for j in range(new_start):
-                        pcs = pieces[j]
-                        old = prev[j]
-                        if old == pcs:
-                            continue
-                        c = credits[items[j]]
-                        ver = c[_VERSION]
-                        olds = {p[0]: p[3] for p in old}
-                        for label, base, rate, value in pcs:
-                            d = value - olds.pop(label, 0)
-                            if d:
-                                earn += d
+                    if direct:
+                        position, cum_total, e = self._rate_lines(items, bands, v, same, origins, final_paid,
+                                                                  paid, lines if want else None, cur)
+                        earn += e
+                    else:
+                        rate_of = self._rate_fast if self.fast and not bands.retro else self._rate
+                        pieces, position, cum_total = rate_of(items, bands, v, same, origins, final_paid, paid)
+                        add = lines.append
+                        # earlier credits of the attainment period: what changed (true-ups)
+                        for j in range(new_start):
+                            pcs = pieces[j]
+                            old = prev[j]
+                            if old == pcs:
+                                continue
+                            c = credits[items[j]]
+                            ver = c[_VERSION]
+                            olds = {p[0]: p[3] for p in old}
+                            for label, base, rate, value in pcs:
+                                d = value - olds.pop(label, 0)
+                                if d:
+                                    earn += d
+                                    if want:
+                                        add(_tnew(StatementLine, (_TRUE_UP, d, cur, label, ver, c, base, rate, "",
+                                                                  None)))
+                            for label, val in olds.items():
+                                if val:
+                                    earn -= val
+                                    if want:
+                                        add(_tnew(StatementLine, (_TRUE_UP, -val, cur, label, ver, c, _ZERO, _ZERO,
+                                                                  "", None)))
+                        # credits of this settlement period
+                        for j in range(new_start, len(items)):
+                            c = credits[items[j]]
+                            kind = _COMMISSION if c[_OF] < 0 else (
+                                LineKind.CLAWBACK if c[_KIND] in WINDOWED else LineKind.REVERSAL)
+                            ver = c[_VERSION]
+                            pcs = pieces[j]
+                            if len(pcs) == 1:
+                                label, base, rate, value = pcs[0]
+                                earn += value
                                 if want:
-                                    add(_tnew(StatementLine, (_TRUE_UP, d, cur, label, ver, c, base, rate, "",
-                                                              None)))
-                        for label, val in olds.items():
-                            if val:
-                                earn -= val
+                                    add(_tnew(StatementLine, (kind, value, cur, label, ver, c, base, rate, "", None)))
+                                continue
+                            for label, base, rate, value in pcs:
+                                earn += value
                                 if want:
-                                    add(_tnew(StatementLine, (_TRUE_UP, -val, cur, label, ver, c, _ZERO, _ZERO,
-                                                              "", None)))
-                    # credits of this settlement period
-                    for j in range(new_start, len(items)):
-                        c = credits[items[j]]
-                        kind = _COMMISSION if c[_OF] < 0 else (
-                            LineKind.CLAWBACK if c[_KIND] in WINDOWED else LineKind.REVERSAL)
-                        ver = c[_VERSION]
-                        pcs = pieces[j]
-                        if len(pcs) == 1:
-                            label, base, rate, value = pcs[0]
-                            earn += value
-                            if want:
-                                add(_tnew(StatementLine, (kind, value, cur, label, ver, c, base, rate, "", None)))
-                            continue
-                        for label, base, rate, value in pcs:
-                            earn += value
-                            if want:
-                                add(_tnew(StatementLine, (kind, value, cur, label, ver, c, base, rate, "", None)))
-                    prev = pieces
+                                    add(_tnew(StatementLine, (kind, value, cur, label, ver, c, base, rate, "", None)))
+                        prev = pieces
                 # the payout cap (cumulative over the attainment period)
                 withheld = 0
                 excess = excess_prev
@@ -752,6 +762,101 @@ class _Engine:
             if i in origins:
                 paid[i] = t
         return out, pos, total
+
+    def _rate_lines(self, items: list[int], bands: _Bands, v: PlanVersion, same: set[int], origins: set[int],
+                    final_paid: Mapping[int, int], paid: dict[int, int], lines: list[StatementLine] | None,
+                    cur: str) -> tuple[int, int, int]:
+        """:meth:`_rate_fast` for an attainment period of one settlement period (graduated bands,
+        no multiplier rule): each credit's lines are added to ``lines`` (when given) as it is
+        rated. Returns the position, the commission total and the earnings of the lines."""
+        credits = self.book.credits
+        rnd = _integral(v.rounding.mode)
+        mul = _CTX.multiply
+        bisect_right = bisect.bisect_right
+        rule_rates = [(f"rule:{r.name}", r.rate) if r.rate is not None else None for r in v.rates.rules]
+        los = bands.los
+        labels = [b.label for b in bands.bands]
+        rates = [b.rate for b in bands.bands]
+        nb = len(los)
+        add = lines.append if lines is not None else None
+        total = 0
+        earn = 0
+        pos = 0
+        for i in items:
+            c = credits[i]
+            (_r, _d, _ro, kind, _e, _at, _day, a, ver, ri, counts, _s, _src, _fx, _via, of, fr, pr) = c
+            if of >= 0:
+                if i in same:
+                    if counts:
+                        pos += a
+                    base = paid.get(of, 0)
+                    counted = True
+                else:
+                    base = final_paid.get(of, 0)
+                    counted = False
+                assert fr is not None
+                assert pr is not None
+                val = int(rnd(mul(pr, base))) - int(rnd(mul(fr, base)))
+                share = fr - pr
+                if kind in WINDOWED:
+                    lk, label = _CLAWBACK, "clawback:" + _pct(share)
+                else:
+                    lk, label = _REVERSAL, "reversal:" + _pct(share)
+                earn += val
+                if add is not None:
+                    add(_tnew(StatementLine, (lk, val, cur, label, ver, c, base, -share, "", None)))
+                if counted:
+                    total += val
+                continue
+            rr = rule_rates[ri] if ri >= 0 else None
+            if rr is not None:
+                label, rate = rr
+                t = int(rnd(mul(rate, a)))
+                if add is not None:
+                    add(_tnew(StatementLine, (_COMMISSION, t, cur, label, ver, c, a, rate, "", None)))
+                if counts:
+                    pos += a
+            elif not counts:
+                j = bisect_right(los, pos) - 1
+                if j < 0:
+                    j = 0
+                rate = rates[j]
+                t = int(rnd(mul(rate, a)))
+                if add is not None:
+                    add(_tnew(StatementLine, (_COMMISSION, t, cur, labels[j], ver, c, a, rate, "", None)))
+            else:
+                lo = pos
+                hi = pos + a
+                pos = hi
+                j = bisect_right(los, lo) - 1
+                if j < 0:
+                    j = 0
+                if j + 1 >= nb or hi <= los[j + 1]:
+                    rate = rates[j]
+                    t = int(rnd(mul(rate, a)))
+                    if add is not None:
+                        add(_tnew(StatementLine, (_COMMISSION, t, cur, labels[j], ver, c, a, rate, "", None)))
+                else:
+                    t = 0
+                    x: Any = lo
+                    while x < hi:
+                        top = los[j + 1] if j + 1 < nb else hi
+                        end = hi if top > hi else top
+                        base = end - x
+                        if base > 0:
+                            rate = rates[j]
+                            val = int(rnd(mul(rate, base)))
+                            if add is not None:
+                                add(_tnew(StatementLine, (_COMMISSION, val, cur, labels[j], ver, c, base, rate, "",
+                                                          None)))
+                            t += val
+                        x = end
+                        j += 1
+            earn += t
+            total += t
+            if i in origins:
+                paid[i] = t
+        return pos, total, earn
 
 
 def _in_order_fast(b: list[int], ats: list[datetime], credits: Sequence[Credit]) -> list[int]:
