@@ -194,6 +194,7 @@ def test_rows_the_filter_has_seen_go_the_general_way(tmp_path: Path, monkeypatch
     b, tb, _ = run(f, lane=False)
     hits = iter([False] * 3 + [True] * 100)
     monkeypatch.setattr(_importer._Seen, "__contains__", lambda self, key: next(hits))
+    monkeypatch.setattr(_importer._Seen, "add_new", lambda self, key: not next(hits))
     a, ta, _ = run(f, lane=True)
     assert (a, ta) == (b, tb)
 
@@ -207,7 +208,7 @@ GOOD = [
     ["Prospecting", "Engaging", "Won", "Lost"],
     ["2016-10-20", "2016-12-31", "2016-10-20T23:30:00+00:00"],
     ["2017-03-01", "", "2017-03-01T20:00:00Z"],
-    ["1054", "0", "", "12.345"],
+    ["1054", "0", "", "12.345", "1054.0", "12.3450"],  # equal amounts written differently
     ["", "USD", "eur", "JPY"],
     ["", "Deal \"big\"", "大单", "a,b"],
 ]
@@ -252,3 +253,15 @@ def test_lane_equals_general_path(rows: list[tuple[str, ...]], on_error: str, ba
         b, tb, _ = run(f, lane=False, on_error=on_error, batch_size=batch)
     assert a == b
     assert ta == tb
+
+
+def test_seen_filter_has_no_false_misses_and_few_false_hits() -> None:
+    seen = _importer._Seen(bits=1 << 20)
+    keys = [f"K{i}" for i in range(20_000)]
+    fresh = sum(seen.add_new(k) for k in keys)
+    assert all(k in seen for k in keys)
+    assert not any(seen.add_new(k) for k in keys)  # a key added before never looks new
+    assert fresh >= len(keys) - 50
+    assert sum(f"other{i}" in seen for i in range(20_000)) < 100
+    seen.add("late")
+    assert "late" in seen

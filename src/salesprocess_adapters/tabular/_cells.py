@@ -158,7 +158,7 @@ def amount_parser(decimal_sep: str = ".", thousands_sep: str = "") -> Parser:
             raise CellError("negative", f"amount must not be negative, got {s}")
         return v
 
-    return parse
+    return cached(parse)
 
 
 def currency(s: str) -> str:

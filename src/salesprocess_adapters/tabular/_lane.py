@@ -108,6 +108,7 @@ class DealLane:
         self.day_cache: dict[datetime, tuple[date, Any, str]] = {}
         self.quoted: dict[str, str] = {}
         self.lists: dict[tuple[str, ...], str] = {}
+        self.amounts: dict[Decimal, tuple[Decimal, str, str, tuple[Any, ...]]] = {}
         self.recipes: list[tuple[Any, ...]] = []
         """Per queued row, what the general path needs to build its Deal (see :meth:`flush`)."""
         q = json_quote
@@ -212,10 +213,8 @@ class DealLane:
         key = str(ext)
         if key in self.pending:
             return False
-        seen = self.seen
-        if key in seen:  # seen before (or a false hit of the filter): the general path looks it up
+        if not self.seen.add_new(key):  # seen before (or a false hit): the general path looks it up
             return False
-        seen.add(key)
         # -- the row is a new deal: encode it ---------------------------------------------------
         self.report.created += 1
         rows = self.rows
@@ -246,8 +245,19 @@ class DealLane:
         quoted = self.quoted
         if amount is not None:
             assert cur is not None
-            money = ',"amount":{"$money":[' + json_quote(str(amount)) + "," + (quoted.get(cur) or self.quote(cur)) + "]}"
-            amount_cols = rows.amount(amount, cur)
+            # by the very Decimal object (the amount parser returns one per distinct cell text):
+            # equal amounts written differently (1.0, 1) have different texts
+            hit = self.amounts.get(amount)
+            if hit is None or hit[0] is not amount or hit[1] != cur:
+                if len(self.amounts) >= _CACHE_MAX:
+                    self.amounts.clear()
+                hit = self.amounts[amount] = (
+                    amount, cur,
+                    ',"amount":{"$money":[' + json_quote(str(amount)) + "," + (quoted.get(cur) or self.quote(cur)) + "]}",
+                    rows.amount(amount, cur),
+                )
+            money = hit[2]
+            amount_cols = hit[3]
         else:
             money = ""
             amount_cols = self.no_amount
