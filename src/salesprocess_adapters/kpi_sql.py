@@ -150,15 +150,15 @@ class _SQLite(_Dialect):
         st = self.store
         undo: list[str] = []
         try:
-            (temp,), = st.query("PRAGMA temp_store")
-            (cache,), = st.query("PRAGMA cache_size")
+            ((temp,),) = st.query("PRAGMA temp_store")
+            ((cache,),) = st.query("PRAGMA cache_size")
             if int(temp) == 2 and not st.query("SELECT 1 FROM temp.sqlite_master LIMIT 1"):
                 st.query("PRAGMA temp_store = FILE")
                 undo.append(f"PRAGMA temp_store = {int(temp)}")
             if int(cache) < 0:
                 kib = -int(cache)
             else:
-                (page,), = st.query("PRAGMA page_size")
+                ((page,),) = st.query("PRAGMA page_size")
                 kib = int(cache) * int(page) // 1024
             if kib > _SQLITE_SORT_KIB:
                 st.query(f"PRAGMA cache_size = -{_SQLITE_SORT_KIB}")
