@@ -236,6 +236,25 @@ class _Postgres(_Dialect):
     def q(self, sql: str) -> str:
         return sql.replace("?", "%s")
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """No JIT compilation while the KPI queries run (the session's setting is put back).
+
+        The whole-table scans and aggregates of the KPI queries cost far above the JIT
+        thresholds, and compiling their expressions takes longer than it saves: close to a
+        second per funnel query on a million deals.
+        """
+        st = self.store
+        old = st.query("SELECT current_setting('jit')")[0][0]
+        if old == "off":
+            yield
+            return
+        st.query("SELECT set_config('jit', 'off', false)")
+        try:
+            yield
+        finally:
+            st.query("SELECT set_config('jit', %s, false)", [old])
+
     @staticmethod
     def _path(path: Sequence[str | int]) -> str:
         return "{" + ",".join(str(p) for p in path) + "}"
@@ -1020,17 +1039,32 @@ def _funnel(
         + [f"MAX(CASE WHEN se.kind IN {moves} AND fr.rnk = {r} AND t.rnk = {r + 1} THEN 1 "
            f"ELSE 0 END) AS a{r}" for r in range(last_open + 1)]
     )  # fmt: skip
-    per_deal = (
-        f"rk(stage, rnk) AS (VALUES {rank_rows}),\n"
-        f"se AS (SELECT e.deal_id, e.kind, {stage_of} AS stage, e.from_stage FROM deal_events e "
-        f"WHERE {ev_cond} AND e.kind IN ('created', 'stage_changed', 'won', 'lost', 'reopened', "
-        f"'process_migrated')),\n"
-        f"ds AS (SELECT se.deal_id, MAX(t.rnk) AS mx, {flags} FROM se "
-        f"LEFT JOIN rk t ON t.stage = se.stage LEFT JOIN rk fr ON fr.stage = se.from_stage "
-        f"GROUP BY se.deal_id)"
-    )
+    se_sql = (f"se AS (SELECT e.deal_id, e.kind, {stage_of} AS stage, e.from_stage FROM deal_events e "
+              f"WHERE {ev_cond} AND e.kind IN ('created', 'stage_changed', 'won', 'lost', 'reopened', "
+              f"'process_migrated'))")  # fmt: skip
+    co_ds = co
+    if dl.name == "postgresql":
+        # PostgreSQL runs no part of a plan that reads a CTE in parallel workers: the ranks
+        # inline (VALUES lists) and the cohort unmaterialised let it split the scan and the
+        # per-deal aggregate of the events over parallel workers
+        rank_vals = f"(VALUES {rank_rows})"
+        per_deal = (f"{se_sql},\n"
+                    f"ds AS (SELECT se.deal_id, MAX(t.rnk) AS mx, {flags} FROM se "
+                    f"LEFT JOIN {rank_vals} t(stage, rnk) ON t.stage = se.stage "
+                    f"LEFT JOIN {rank_vals} fr(stage, rnk) ON fr.stage = se.from_stage "
+                    f"GROUP BY se.deal_id)")  # fmt: skip
+        per_deal_params = [*ev_at, *rank_params, *rank_params]
+        co_ds = co.replace("co AS MATERIALIZED", "co AS NOT MATERIALIZED", 1)
+    else:
+        per_deal = (f"rk(stage, rnk) AS (VALUES {rank_rows}),\n{se_sql},\n"
+                    f"ds AS (SELECT se.deal_id, MAX(t.rnk) AS mx, {flags} FROM se "
+                    f"LEFT JOIN rk t ON t.stage = se.stage LEFT JOIN rk fr ON fr.stage = se.from_stage "
+                    f"GROUP BY se.deal_id)")  # fmt: skip
+        per_deal_params = [*rank_params, *ev_at]
     ck = kcs.replace("k", "co.k")
-    dur = f"({dl.micros('ry.lft')} - {dl.micros('ry.entered')})"
+    dur, v_out = f"({dl.micros('ry.lft')} - {dl.micros('ry.entered')})", "v"
+    if dl.name == "postgresql":  # sort the intervals, convert only the picked rows to microseconds
+        dur, v_out = "(ry.lft - ry.entered)", dl.micros("v")
     conds = " OR ".join(f"rn = ((n - 1) * {a}) / {b} OR rn = ((n - 1) * {a} + {b} - 1) / {b}"
                         for a, b in _FRACTIONS.values())  # fmt: skip
     cur: dict[tuple[str | None, ...], dict[tuple[int, DealStatus], int]] = {}
@@ -1043,7 +1077,7 @@ def _funnel(
     for fr_ in q(f"SELECT {ck}ds.mx, co.status, co.cur, COUNT(*), {sums} FROM co "
                  f"JOIN ds ON ds.deal_id = co.id WHERE (co.cur = 1 OR co.hist = 1) "
                  f"AND ds.mx IS NOT NULL GROUP BY {ck}ds.mx, co.status, co.cur",
-                 (per_deal, [*rank_params, *ev_at]), (co, co_params)):  # fmt: skip
+                 (per_deal, per_deal_params), (co_ds, co_params)):  # fmt: skip
         g = _key(fr_, n)
         is_cur = int(fr_[n + 2]) == 1
         tally = (cur if is_cur else hist).setdefault(g, {})
@@ -1056,7 +1090,7 @@ def _funnel(
             for r in range(last_open + 1):
                 adjc[(g, r)] = adjc.get((g, r), 0) + int(rest[nsteps + r] or 0)
     pct_rows = [tuple(pr) for pr in q(
-        f"SELECT {kcs}rnk, n, rn, v FROM (SELECT {kcs}rnk, v, ROW_NUMBER() OVER w - 1 AS rn, "
+        f"SELECT {kcs}rnk, n, rn, {v_out} FROM (SELECT {kcs}rnk, v, ROW_NUMBER() OVER w - 1 AS rn, "
         f"COUNT(*) OVER wp AS n FROM (SELECT {ck}ry.rnk AS rnk, {dur} AS v FROM co JOIN ry "
         f"ON ry.deal_id = co.id WHERE co.cur = 1 AND ry.lft IS NOT NULL AND ry.rnk < {nsteps - 1}) y "
         f"WINDOW w AS (PARTITION BY {kcs}rnk ORDER BY v), wp AS (PARTITION BY {kcs}rnk)) z "
