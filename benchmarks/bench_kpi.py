@@ -126,6 +126,17 @@ def load_postgres(csvdir: Path, cols: dict[str, list[str]], schema: str) -> None
     print(f"loaded PostgreSQL schema {schema} in {time.perf_counter() - t:,.0f}s")
 
 
+def pg_holds(schema: str, deals: int) -> bool:
+    """Whether ``schema`` exists on the server and holds ``deals`` deals."""
+    import psycopg
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass(%s)", [f'"{schema}".deals']).fetchone() == (None,):
+            return False
+        row = conn.execute(f'SELECT COUNT(*) FROM "{schema}".deals').fetchone()
+        return row is not None and row[0] == deals
+
+
 def load_duckdb(csvdir: Path, cols: dict[str, list[str]], path: Path) -> None:
     import duckdb
 
@@ -351,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse data already in --workdir")
     ap.add_argument("--runs", type=int, default=2, help="runs per engine; the best counts (default 2)")
     ap.add_argument("--skip", action="append", default=[], choices=("python", "sqlite", "postgres", "duckdb"))
+    ap.add_argument("--pg-schema", help="load PostgreSQL into this schema and keep it; a schema that "
+                    "already holds the deals is reused as it is (drop it yourself when done)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--sqlite", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--duckdb", type=Path, help=argparse.SUPPRESS)
@@ -379,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     n_events = s.query("SELECT COUNT(*) FROM deal_events")[0][0]
     s.close()
     print(f"data: {n_deals:,} deals, {n_events:,} events in {args.sqlite}")
-    need_csv = ("duckdb" not in args.skip and not args.duckdb.exists()) or "postgres" not in args.skip
+    pg_ready = "postgres" not in args.skip and args.pg_schema is not None and pg_holds(args.pg_schema, n_deals)
+    need_csv = (("duckdb" not in args.skip and not args.duckdb.exists())
+                or ("postgres" not in args.skip and not pg_ready))  # fmt: skip
     cols: dict[str, list[str]] = {}
     if need_csv:
         csvdir.mkdir(exist_ok=True)
@@ -390,8 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         load_duckdb(csvdir, cols, args.duckdb)
     args.schema = None
     if "postgres" not in args.skip:
-        args.schema = f"sp_bench_kpi_{uuid.uuid4().hex[:8]}"
-        load_postgres(csvdir, cols, args.schema)
+        args.schema = args.pg_schema or f"sp_bench_kpi_{uuid.uuid4().hex[:8]}"
+        if pg_ready:
+            print(f"reusing PostgreSQL schema {args.schema}")
+        else:
+            load_postgres(csvdir, cols, args.schema)
     results: dict[str, dict[str, Any]] = {}
     try:
         for engine in ("duckdb", "sqlite", "postgres", "python"):
@@ -400,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running {engine}...", file=sys.stderr, flush=True)
             results[engine] = run_child(engine, args)
     finally:
-        if args.schema:
+        if args.schema and not args.pg_schema:
             import psycopg
 
             with psycopg.connect(DSN, autocommit=True) as conn:
