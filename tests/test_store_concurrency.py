@@ -384,3 +384,27 @@ def test_concurrent_first_opens_create_the_schema_once(tmp_path: Path) -> None:
     with SQLiteStore(path) as store:
         assert store.count_deals() == 3
         assert store.schema_version == SCHEMA_VERSION
+
+
+def _first_open(path: str, barrier: Any) -> None:
+    barrier.wait()
+    with SQLiteStore(path) as store:
+        store.count_deals()
+
+
+def test_many_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # switching a new file to WAL can be refused at once ("database is locked") while another
+    # process holds it, without SQLite waiting in its busy handler; the store must retry
+    failures = []
+    for round_ in range(8):
+        path = str(tmp_path / f"crowd-{round_}.sqlite")
+        barrier = SPAWN.Barrier(6)
+        procs = [SPAWN.Process(target=_first_open, args=(path, barrier)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        failures += [(round_, p.exitcode) for p in procs if p.exitcode != 0]
+        with SQLiteStore(path) as store:
+            assert store.schema_version == SCHEMA_VERSION
+    assert failures == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -241,7 +242,7 @@ class SQLiteStore(SQLStore):
         # takes effect on a database without tables only (before WAL fixes the file's header)
         c.execute(f"PRAGMA page_size = {self.page_bytes}")
         if not self._memory:
-            mode = c.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = self._switch_to_wal()
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StoreError(f"{self.path}: could not switch to WAL journal (got {mode})")
         c.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -249,6 +250,25 @@ class SQLiteStore(SQLStore):
         c.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         c.execute("PRAGMA temp_store = MEMORY")
         c.execute(f"PRAGMA cache_size = {self.CACHE_KIB * -1}")
+
+    def _switch_to_wal(self) -> Any:
+        """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+        Switching a new file to WAL needs it to itself; when several processes open the same
+        new file at once SQLite can answer "database is locked" at once, without waiting in
+        the busy handler, so the switch is retried here until ``busy_timeout`` runs out.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.002
+        while True:
+            try:
+                return self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            except sqlite3.OperationalError as e:
+                text = str(e).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     PAGE_BYTES = 16384
     """Page size of new files. Larger pages than SQLite's default 4096 mean fewer B-tree pages to
