@@ -17,26 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from salesprocess.incentives import CommissionInputs, Plan, Refund, Split, SplitKind, credit_deals
-from salesprocess.incentives._credit import Credit, CreditBook, _allocate, _Crediter, _int_weights
+from salesprocess.incentives._credit import Credit, CreditBook, _Crediter
 from salesprocess.incentives._engine import _in_order, _in_order_fast, compute_run
 from salesprocess.model import Deal, DealReopened, DealStatus, DealWon, EventSource, Rep
-from salesprocess.money import Money, allocate_int
+from salesprocess.money import Money
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SH = ZoneInfo("Asia/Shanghai")
 ZONES = (SH, UTC, ZoneInfo("America/New_York"))
 REPS = ("r1", "r2", "r3", "r4")
 Q2 = datetime(2026, 4, 1, 9, tzinfo=SH)
-
-
-@SETTINGS
-@given(total=st.integers(-10**12, 10**12),
-       weights=st.lists(st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4),
-                        min_size=1, max_size=6))
-def test_cached_split_weights_allocate_like_allocate_int(total: int, weights: list[Decimal]) -> None:
-    parts = _allocate(total, *_int_weights(tuple(weights)))
-    assert parts == allocate_int(total, weights)
-    assert sum(parts) == total
 
 
 @SETTINGS

@@ -255,26 +255,44 @@ def allocate_int(total: int, weights: Sequence[NumberLike | Rate]) -> list[int]:
     """
     if isinstance(total, bool) or not isinstance(total, int):
         raise TypeError("total must be an int")
+    iws, wsum = _int_weights(weights)
+    return _allocate_scaled(total, iws, wsum)
+
+
+def _int_weights(weights: Sequence[NumberLike | Rate]) -> tuple[list[int], int]:
+    """``weights`` as exact integers and their sum: every weight scaled by a common power of ten,
+    so no rounding of the shares can ever make the parts miss the total (all-zero weights count
+    equally). Callers that split many totals by the same weights compute this once."""
     ws = [_weight(w) for w in weights]
     if not ws:
         raise ValueError("allocate needs at least one weight")
-    # Exact integer arithmetic: scale every weight by a common power of ten, so no rounding of
-    # the shares can ever make the parts miss the total.
     exp = min(int(w.as_tuple().exponent) for w in ws)
     iws = [_scaled(w, exp) for w in ws]
     wsum = sum(iws)
     if wsum == 0:
         iws = [1] * len(iws)
         wsum = len(iws)
-    sign = -1 if total < 0 else 1
-    t = abs(total)
-    shares = [divmod(t * w, wsum) for w in iws]
-    floors = [q for q, _ in shares]
+    return iws, wsum
+
+
+def _allocate_scaled(total: int, iws: list[int], wsum: int) -> list[int]:
+    """The largest-remainder split of ``total`` by the weights :func:`_int_weights` made: ties go
+    to the earlier weight, parts sum to ``total``."""
+    t = -total if total < 0 else total
+    floors = []
+    rems = []
+    for w in iws:
+        q, r = divmod(t * w, wsum)
+        floors.append(q)
+        rems.append(r)
     left = t - sum(floors)
-    order = sorted(range(len(iws)), key=lambda i: (-shares[i][1], i))
-    for i in order[:left]:
-        floors[i] += 1
-    return [sign * f for f in floors]
+    if left:
+        order = sorted(range(len(iws)), key=lambda i: (-rems[i], i))
+        for i in order[:left]:
+            floors[i] += 1
+    if total < 0:
+        return [-f for f in floors]
+    return floors
 
 
 def _scaled(w: Decimal, exp: int) -> int:

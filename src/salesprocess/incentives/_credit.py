@@ -35,7 +35,8 @@ from ..model import (
     OwnerChanged,
     StageChanged,
 )
-from ..money import _CTX, Money, _scaled, _weight
+from ..money import _CTX, Money, _int_weights
+from ..money import _allocate_scaled as _allocate
 from ._inputs import CommissionInputs, OrgHistory, SplitKind
 from ._plan import CreditBasis, Plan, PlanVersion, RateRule, Spif
 
@@ -819,41 +820,6 @@ def _where(deal: Deal, kind: str, ev: Any) -> str:
 
 def _round(v: Decimal, mode: str) -> int:
     return int(v.to_integral_value(rounding=mode))
-
-
-def _int_weights(weights: tuple[Decimal, ...]) -> tuple[list[int], int]:
-    """``weights`` as exact integers and their sum, as :func:`~salesprocess.money.allocate_int`
-    scales them (all-zero weights count equally)."""
-    ws = [_weight(w) for w in weights]
-    if not ws:
-        raise ValueError("allocate needs at least one weight")
-    exp = min(int(w.as_tuple().exponent) for w in ws)
-    iws = [_scaled(w, exp) for w in ws]
-    wsum = sum(iws)
-    if wsum == 0:
-        iws = [1] * len(iws)
-        wsum = len(iws)
-    return iws, wsum
-
-
-def _allocate(total: int, iws: list[int], wsum: int) -> list[int]:
-    """``allocate_int(total, weights)`` from the weights :func:`_int_weights` made: the largest
-    remainder method, ties to the earlier weight, parts summing to ``total``."""
-    t = -total if total < 0 else total
-    floors = []
-    rems = []
-    for w in iws:
-        q, r = divmod(t * w, wsum)
-        floors.append(q)
-        rems.append(r)
-    left = t - sum(floors)
-    if left:
-        order = sorted(range(len(iws)), key=lambda i: (-rems[i], i))
-        for i in order[:left]:
-            floors[i] += 1
-    if total < 0:
-        return [-f for f in floors]
-    return floors
 
 
 def _owner_at(at: datetime, won: list[tuple[datetime, str | None]],
