@@ -75,6 +75,19 @@ def _integral(mode: str) -> Callable[[Decimal], Decimal]:
     return f
 
 
+def _against_origin(in_run: bool, of: int, fr: Decimal | None, pr: Decimal | None,
+                    paid: Mapping[int, int], final_paid: Mapping[int, int],
+                    rnd: Callable[[Decimal], Decimal]) -> tuple[int, int, Decimal]:
+    """``(base, value, share)`` of a reversal or clawback credit against origin credit ``of``:
+    the base is what the origin paid in this run when it is rated in this run, else what it
+    finally paid; the value takes back the difference between the prior and the new fraction."""
+    assert fr is not None
+    assert pr is not None
+    base = paid.get(of, 0) if in_run else final_paid.get(of, 0)
+    mul = _CTX.multiply
+    return base, int(rnd(mul(pr, base))) - int(rnd(mul(fr, base))), fr - pr
+
+
 def _tidy(rate: Decimal) -> Decimal:
     """The same rate without trailing zeros (``0.090`` → ``0.09``), never in exponent form."""
     n = rate.normalize()
@@ -588,20 +601,11 @@ class _Engine:
             of = c[_OF]
             counts = c[_COUNTS]
             if of >= 0:
-                if i in same:
-                    if counts:
-                        pos += a
-                    base = paid.get(of, 0)
-                    counted = True
-                else:
-                    base = final_paid.get(of, 0)
-                    counted = False
-                fr = c[_FRACTION]
-                pr = c[_PRIOR]
-                assert fr is not None
-                assert pr is not None
-                val = _round(mul(pr, base), mode) - _round(mul(fr, base), mode)
-                share = fr - pr
+                counted = i in same
+                if counted and counts:
+                    pos += a
+                base, val, share = _against_origin(counted, of, c[_FRACTION], c[_PRIOR], paid, final_paid,
+                                                   _integral(mode))
                 label = ("clawback:" if c[_KIND] in WINDOWED else "reversal:") + _pct(share)
                 append(((label, base, -share, val),))
                 if counted:
@@ -700,18 +704,10 @@ class _Engine:
         for i in items:
             (_r, _d, _ro, kind, _e, _at, _day, a, _v, ri, counts, _s, _src, _fx, _via, of, fr, pr) = credits[i]
             if of >= 0:
-                if i in same:
-                    if counts:
-                        pos += a
-                    base = paid.get(of, 0)
-                    counted = True
-                else:
-                    base = final_paid.get(of, 0)
-                    counted = False
-                assert fr is not None
-                assert pr is not None
-                val = int(rnd(mul(pr, base))) - int(rnd(mul(fr, base)))
-                share = fr - pr
+                counted = i in same
+                if counted and counts:
+                    pos += a
+                base, val, share = _against_origin(counted, of, fr, pr, paid, final_paid, rnd)
                 label = ("clawback:" if kind in WINDOWED else "reversal:") + _pct(share)
                 append(((label, base, -share, val),))
                 if counted:
@@ -786,18 +782,10 @@ class _Engine:
             c = credits[i]
             (_r, _d, _ro, kind, _e, _at, _day, a, ver, ri, counts, _s, _src, _fx, _via, of, fr, pr) = c
             if of >= 0:
-                if i in same:
-                    if counts:
-                        pos += a
-                    base = paid.get(of, 0)
-                    counted = True
-                else:
-                    base = final_paid.get(of, 0)
-                    counted = False
-                assert fr is not None
-                assert pr is not None
-                val = int(rnd(mul(pr, base))) - int(rnd(mul(fr, base)))
-                share = fr - pr
+                counted = i in same
+                if counted and counts:
+                    pos += a
+                base, val, share = _against_origin(counted, of, fr, pr, paid, final_paid, rnd)
                 if kind in WINDOWED:
                     lk, label = _CLAWBACK, "clawback:" + _pct(share)
                 else:
